@@ -1,0 +1,1 @@
+"""Pixels to meaning: detectors (ONNX Runtime), rules per alarm type, alarm/clear state."""

@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI): REST, auth with organisation scope, web UI."""

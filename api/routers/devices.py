@@ -1,0 +1,109 @@
+"""GB28181 devices and their channels, scoped to the caller's organisation subtree."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from storage.models import Channel, Device, Organisation
+
+from ..deps import ADMIN, HUMANS, STAFF, Caller, CallerDep, SessionDep, require_roles
+from ..schemas import ChannelOut, ChannelPatch, DeviceIn, DeviceOut, DevicePatch
+
+router = APIRouter(prefix="/api/devices", tags=["devices"])
+
+
+def visible_device(caller: Caller, session: SessionDep, device_id: str) -> Device:
+    """The device with this GB id if the caller may see it; 404 otherwise (no existence leak)."""
+    stmt = caller.scope(select(Device).where(Device.device_id == device_id), Device.org_id)
+    device = session.scalar(stmt)
+    if device is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id} not found")
+    return device
+
+
+def _check_org(caller: Caller, session: SessionDep, org_id: int | None) -> None:
+    if org_id is None:
+        return
+    org = session.get(Organisation, org_id)
+    if org is None or not caller.sees_path(org.path):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"organisation {org_id} not found")
+
+
+@router.get("", response_model=list[DeviceOut], dependencies=[require_roles(*HUMANS)])
+def list_devices(
+    caller: CallerDep,
+    session: SessionDep,
+    online: bool | None = None,
+    limit: int = Query(500, ge=1, le=5000),
+    offset: int = Query(0, ge=0),
+) -> list[Device]:
+    stmt = caller.scope(select(Device), Device.org_id).order_by(Device.device_id)
+    if online is not None:
+        stmt = stmt.where(Device.online == online)
+    return list(session.scalars(stmt.limit(limit).offset(offset)))
+
+
+@router.post("", response_model=DeviceOut, status_code=201, dependencies=[require_roles(*ADMIN)])
+def add_device(body: DeviceIn, caller: CallerDep, session: SessionDep) -> Device:
+    _check_org(caller, session, body.org_id)
+    if body.org_id is None and caller.org_path is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "an organisation is required")
+    device = Device(**body.model_dump())
+    session.add(device)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise HTTPException(status.HTTP_409_CONFLICT, "device id already registered") from None
+    return device
+
+
+@router.get("/{device_id}", response_model=DeviceOut, dependencies=[require_roles(*HUMANS)])
+def get_device(device_id: str, caller: CallerDep, session: SessionDep) -> Device:
+    return visible_device(caller, session, device_id)
+
+
+@router.patch("/{device_id}", response_model=DeviceOut, dependencies=[require_roles(*STAFF)])
+def patch_device(
+    device_id: str, body: DevicePatch, caller: CallerDep, session: SessionDep
+) -> Device:
+    device = visible_device(caller, session, device_id)
+    changes = body.model_dump(exclude_unset=True)
+    if "org_id" in changes:
+        _check_org(caller, session, changes["org_id"])
+    for name, value in changes.items():
+        setattr(device, name, value)
+    return device
+
+
+@router.delete("/{device_id}", status_code=204, dependencies=[require_roles(*ADMIN)])
+def delete_device(device_id: str, caller: CallerDep, session: SessionDep) -> None:
+    session.delete(visible_device(caller, session, device_id))
+
+
+@router.get(
+    "/{device_id}/channels",
+    response_model=list[ChannelOut],
+    dependencies=[require_roles(*HUMANS)],
+)
+def list_channels(device_id: str, caller: CallerDep, session: SessionDep) -> list[Channel]:
+    device = visible_device(caller, session, device_id)
+    return sorted(device.channels, key=lambda c: c.channel_id)
+
+
+@router.patch(
+    "/{device_id}/channels/{channel_id}",
+    response_model=ChannelOut,
+    dependencies=[require_roles(*HUMANS)],
+)
+def patch_channel(
+    device_id: str, channel_id: str, body: ChannelPatch, caller: CallerDep, session: SessionDep
+) -> Channel:
+    device = visible_device(caller, session, device_id)
+    channel = next((c for c in device.channels if c.channel_id == channel_id), None)
+    if channel is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"channel {channel_id} not found")
+    for name, value in body.model_dump(exclude_unset=True).items():
+        setattr(channel, name, value)
+    return channel

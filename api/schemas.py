@@ -1,0 +1,109 @@
+"""Request and response bodies of the foundation routers (auth, orgs, users, devices)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage.models import DeviceStatus, OrgKind, Role
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class OrgIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    kind: OrgKind
+    parent_id: int | None = None
+    code: str = Field("", max_length=36)
+
+
+class OrgOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    kind: OrgKind
+    parent_id: int | None
+    code: str
+    path: str
+
+
+class UserIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=8, max_length=256)
+    role: Role
+    org_id: int | None = None
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    username: str
+    role: Role
+    org_id: int | None
+    is_active: bool
+
+
+class DeviceIn(BaseModel):
+    device_id: str = Field(pattern=r"^\d{20}$")
+    name: str = Field("", max_length=200)
+    org_id: int | None = None
+    sip_password: str | None = Field(None, max_length=128)
+    status: DeviceStatus = DeviceStatus.active
+
+
+class DevicePatch(BaseModel):
+    name: str | None = Field(None, max_length=200)
+    org_id: int | None = None
+    sip_password: str | None = Field(None, max_length=128)
+    status: DeviceStatus | None = None
+    charset: str | None = Field(None, pattern=r"^(GB2312|GBK|GB18030|UTF-8)$")
+
+
+class DeviceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    device_id: str
+    name: str
+    org_id: int | None
+    status: DeviceStatus
+    online: bool
+    transport: str
+    remote_host: str
+    remote_port: int
+    manufacturer: str
+    model: str
+    firmware: str
+    channel_count: int
+    registered_at: datetime | None
+    keepalive_at: datetime | None
+
+
+class ChannelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    channel_id: str
+    name: str
+    status: str
+    manufacturer: str
+    model: str
+    ptz_type: int
+    longitude: float | None
+    latitude: float | None
+    record_enabled: bool
+    analysis: dict
+
+
+class ChannelPatch(BaseModel):
+    name: str | None = Field(None, max_length=200)
+    record_enabled: bool | None = None
+    analysis: dict | None = None

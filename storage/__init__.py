@@ -1,0 +1,1 @@
+"""Persistence: database models and sessions, migrations, the object store."""

@@ -1,0 +1,362 @@
+"""SQLAlchemy 2 models: the persistent state of one node.
+
+Organisation scoping uses a materialised path (``/1/4/9/``): a user sees the
+rows whose organisation path starts with the path of the user's organisation.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+# --- organisations and users -------------------------------------------------
+
+
+class OrgKind(enum.StrEnum):
+    province = "province"
+    city = "city"
+    county = "county"
+    park = "park"
+    enterprise = "enterprise"
+    gas_station = "gas_station"
+
+
+class Profile(enum.StrEnum):
+    """Which alarm code table a camera's alarms use (spec/alarms.md §1)."""
+
+    enterprise = "enterprise"
+    gas_station = "gas_station"
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    kind: Mapped[OrgKind] = mapped_column(Enum(OrgKind, native_enum=False, length=16))
+    name: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(36), default="")  # region or 9-digit enterprise code
+    path: Mapped[str] = mapped_column(String(400), index=True, default="/")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    parent: Mapped[Organisation | None] = relationship(remote_side=[id])
+
+    @property
+    def profile(self) -> Profile:
+        return Profile.gas_station if self.kind == OrgKind.gas_station else Profile.enterprise
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    operator = "operator"
+    enterprise = "enterprise"
+    uplink = "uplink"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=16))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    org: Mapped[Organisation | None] = relationship()
+
+
+# --- devices and channels ----------------------------------------------------
+
+
+class DeviceStatus(enum.StrEnum):
+    pending = "pending"  # auto-created on first REGISTER, awaiting an admin
+    active = "active"
+    disabled = "disabled"
+
+
+class Device(Base):
+    """A GB28181 device: NVR, DVR or IPC registering with us."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    status: Mapped[DeviceStatus] = mapped_column(
+        Enum(DeviceStatus, native_enum=False, length=16), default=DeviceStatus.active
+    )
+    sip_password: Mapped[str | None] = mapped_column(String(128))
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    transport: Mapped[str] = mapped_column(String(8), default="udp")
+    remote_host: Mapped[str] = mapped_column(String(64), default="")
+    remote_port: Mapped[int] = mapped_column(Integer, default=0)
+    expires_s: Mapped[int] = mapped_column(Integer, default=0)
+    charset: Mapped[str] = mapped_column(String(16), default="GB2312")
+    gb_version: Mapped[str] = mapped_column(String(8), default="")
+    manufacturer: Mapped[str] = mapped_column(String(100), default="")
+    model: Mapped[str] = mapped_column(String(100), default="")
+    firmware: Mapped[str] = mapped_column(String(100), default="")
+    channel_count: Mapped[int] = mapped_column(Integer, default=0)
+    registered_at: Mapped[datetime | None] = mapped_column()
+    keepalive_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    org: Mapped[Organisation | None] = relationship()
+    channels: Mapped[list[Channel]] = relationship(
+        back_populates="device", cascade="all, delete-orphan"
+    )
+
+
+class Channel(Base):
+    """A camera channel of a device (a Catalog item with a 131-199 type code)."""
+
+    __tablename__ = "channels"
+    __table_args__ = (UniqueConstraint("device_pk", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[str] = mapped_column(String(20), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    manufacturer: Mapped[str] = mapped_column(String(100), default="")
+    model: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[str] = mapped_column(String(8), default="ON")
+    parent_id: Mapped[str] = mapped_column(String(20), default="")
+    civil_code: Mapped[str] = mapped_column(String(20), default="")
+    address: Mapped[str] = mapped_column(String(200), default="")
+    ptz_type: Mapped[int] = mapped_column(Integer, default=0)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    record_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    analysis: Mapped[dict[str, Any]] = mapped_column(default=dict)  # rules, zones, schedule
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    device: Mapped[Device] = relationship(back_populates="channels")
+
+
+class DeviceEvent(Base):
+    """Online/offline changes and device alarms, with time: the device's history."""
+
+    __tablename__ = "device_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # online, offline, alarm, ...
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- alarms -------------------------------------------------------------------
+
+
+class HandlingState(enum.StrEnum):
+    new = "new"
+    acknowledged = "acknowledged"
+    handled = "handled"
+    closed = "closed"
+
+
+class Alarm(Base):
+    """One AI alarm and its clear (Table 4 records share ``alarm_id``)."""
+
+    __tablename__ = "alarms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alarm_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    channel_pk: Mapped[int | None] = mapped_column(ForeignKey("channels.id"), index=True)
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    profile: Mapped[Profile] = mapped_column(Enum(Profile, native_enum=False, length=16))
+    alarm_type: Mapped[str] = mapped_column(String(2))  # code of the profile's table
+    rule: Mapped[str] = mapped_column(String(32), default="")  # fire, smoke, no_helmet, ...
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # False once cleared
+    video_code: Mapped[str] = mapped_column(String(36))
+    device_code: Mapped[str] = mapped_column(String(36), default="")
+    raised_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    cleared_at: Mapped[datetime | None] = mapped_column()
+    image_key: Mapped[str] = mapped_column(String(255), default="")
+    clear_image_key: Mapped[str] = mapped_column(String(255), default="")
+    clip_key: Mapped[str] = mapped_column(String(255), default="")
+    handling: Mapped[HandlingState] = mapped_column(
+        Enum(HandlingState, native_enum=False, length=16), default=HandlingState.new
+    )
+    false_alarm: Mapped[bool] = mapped_column(Boolean, default=False)
+    acknowledged_at: Mapped[datetime | None] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    channel: Mapped[Channel | None] = relationship()
+    actions: Mapped[list[AlarmAction]] = relationship(
+        back_populates="alarm", cascade="all, delete-orphan", order_by="AlarmAction.at"
+    )
+
+
+class AlarmAction(Base):
+    """Closed-loop handling trail: who did what to an alarm, when, and why."""
+
+    __tablename__ = "alarm_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alarm_pk: Mapped[int] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    alarm: Mapped[Alarm] = relationship(back_populates="actions")
+
+
+# --- recordings ---------------------------------------------------------------
+
+
+class RecordingSegment(Base):
+    """One recorded fragment (or a gap) of a channel, stored as an object."""
+
+    __tablename__ = "recording_segments"
+    __table_args__ = (Index("ix_recording_channel_start", "channel_id", "start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(20))  # GB code: survives device re-creation
+    start: Mapped[datetime] = mapped_column()
+    end: Mapped[datetime] = mapped_column()
+    object_key: Mapped[str] = mapped_column(String(255), default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    container: Mapped[str] = mapped_column(String(8), default="ts")
+    codec: Mapped[str] = mapped_column(String(8), default="h264")
+    is_gap: Mapped[bool] = mapped_column(Boolean, default=False)
+    keyframes: Mapped[list[Any]] = mapped_column(default=list)  # [[offset_s, byte_offset], ...]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- sensors and warnings -----------------------------------------------------
+
+
+class Sensor(Base):
+    __tablename__ = "sensors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(32))  # gas, level, pressure, temperature
+    unit: Mapped[str] = mapped_column(String(16), default="")
+    thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_reading_at: Mapped[datetime | None] = mapped_column()
+
+
+class Reading(Base):
+    __tablename__ = "readings"
+    __table_args__ = (Index("ix_readings_sensor_at", "sensor_pk", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sensor_pk: Mapped[int] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column()
+    value: Mapped[float] = mapped_column(Float)
+    quality: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WarningLevel(enum.StrEnum):
+    red = "red"
+    orange = "orange"
+    yellow = "yellow"
+    blue = "blue"
+
+
+class SensorWarning(Base):
+    __tablename__ = "warnings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sensor_pk: Mapped[int | None] = mapped_column(ForeignKey("sensors.id"), index=True)
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    level: Mapped[WarningLevel] = mapped_column(Enum(WarningLevel, native_enum=False, length=8))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    raised_at: Mapped[datetime] = mapped_column(default=utcnow)
+    escalated_at: Mapped[datetime | None] = mapped_column()
+    cleared_at: Mapped[datetime | None] = mapped_column()
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- uplink outbox --------------------------------------------------------------
+
+
+class OutboxState(enum.StrEnum):
+    pending = "pending"
+    sent = "sent"
+    dead = "dead"
+
+
+class OutboxItem(Base):
+    """One post to an upward receiver, written in the same transaction as its cause."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "receiver", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    receiver: Mapped[str] = mapped_column(String(64))
+    table: Mapped[str] = mapped_column(String(8))  # table2, table3, table4
+    ordering_key: Mapped[str] = mapped_column(String(64), default="")  # camera code for table4
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    image_key: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[OutboxState] = mapped_column(
+        Enum(OutboxState, native_enum=False, length=8), default=OutboxState.pending
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,5 @@
+import sys
+
+from vms.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""Wires the node into one asyncio process: database, object store, SIP, media,
+recording, analyzers, uplink and the HTTP API; shuts them down in reverse order
+on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Protocol
+
+import uvicorn
+from sqlalchemy import select
+
+from storage.db import Database
+from storage.models import Role, User
+from storage.objects import open_store
+from vms.config import Settings
+from vms.logging import get_logger
+from vms.services import Services
+
+log = get_logger("vms.app")
+
+
+class Component(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+ComponentFactory = Callable[[Services], "Component | None"]
+
+
+def component_factories() -> list[ComponentFactory]:
+    """Components in start order; each factory returns None when disabled by settings."""
+    return []
+
+
+def open_services(settings: Settings) -> Services:
+    """Open the migrated database and the object store; raise a clear error if either fails."""
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(
+        settings.database_url, settings.database.connect_timeout_s, settings.database.echo
+    )
+    db.open()
+    objects = open_store(settings)
+    objects.check()
+    services = Services(settings=settings, db=db, objects=objects)
+    bootstrap_admin(services)
+    return services
+
+
+def bootstrap_admin(services: Services) -> None:
+    from api.security import hash_password
+
+    auth = services.settings.auth
+    if not (auth.admin_username and auth.admin_password):
+        return
+    with services.db.session() as s:
+        if s.scalar(select(User).where(User.username == auth.admin_username)) is None:
+            s.add(
+                User(
+                    username=auth.admin_username,
+                    password_hash=hash_password(auth.admin_password),
+                    role=Role.admin,
+                )
+            )
+            log.info("bootstrap admin created", username=auth.admin_username)
+
+
+class Application:
+    """One node: start everything, wait for a signal, stop everything."""
+
+    def __init__(self, services: Services, extra: list[ComponentFactory] | None = None) -> None:
+        self.services = services
+        self.components: list[Component] = []
+        self._factories = component_factories() + list(extra or [])
+        self._stop = asyncio.Event()
+        self._server: uvicorn.Server | None = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def start(self) -> None:
+        from api.app import create_app
+
+        for factory in self._factories:
+            component = factory(self.services)
+            if component is None:
+                continue
+            await component.start()
+            self.components.append(component)
+            log.info("component started", component=component.name)
+        s = self.services.settings.server
+        config = uvicorn.Config(
+            create_app(self.services),
+            host=s.host,
+            port=s.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._server_task = asyncio.create_task(self._server.serve(), name="http")
+        while not self._server.started:
+            if self._server_task.done():
+                self._server_task.result()
+                raise RuntimeError(f"HTTP server could not listen on {s.host}:{s.port}")
+            await asyncio.sleep(0.02)
+        log.info("http listening", url=f"http://{s.host}:{s.port}")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            try:
+                await asyncio.wait_for(self._server_task, 10)
+            except (TimeoutError, Exception) as exc:  # noqa: BLE001
+                log.warning("http stop", error=repr(exc))
+        for component in reversed(self.components):
+            try:
+                await asyncio.wait_for(component.stop(), 15)
+                log.info("component stopped", component=component.name)
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                log.error("component stop failed", component=component.name, error=repr(exc))
+        self.components.clear()
+        self.services.db.close()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            await self._stop.wait()
+            log.info("stopping")
+        finally:
+            await self.stop()

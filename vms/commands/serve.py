@@ -1,0 +1,48 @@
+"""``vms serve`` and ``vms demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from storage.db import DatabaseUnavailable
+from storage.objects import ObjectStoreError
+from vms.app import Application, ComponentFactory, open_services
+from vms.config import load_settings
+from vms.logging import get_logger, setup_logging
+from vms.runtime import run
+
+log = get_logger("vms.serve")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run SIP + media + API in one process")
+    p.set_defaults(func=cmd_serve)
+    d = sub.add_parser("demo", help="serve with simulated NVRs and a seeded demo organisation")
+    d.set_defaults(func=cmd_demo)
+
+
+def _serve(extra: list[ComponentFactory], seed: bool) -> int:
+    settings = load_settings()
+    setup_logging(settings.server.log_level, settings.server.log_json)
+    try:
+        services = open_services(settings)
+    except (DatabaseUnavailable, ObjectStoreError) as exc:
+        print(f"vms: cannot start: {exc}", file=sys.stderr)
+        return 3
+    if seed:
+        from vms.demo import seed_demo
+
+        seed_demo(services)
+    run(Application(services, extra).run())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _serve([], seed=False)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vms.demo import demo_components
+
+    return _serve(demo_components(), seed=True)

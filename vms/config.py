@@ -1,0 +1,248 @@
+"""One typed settings object for the whole server.
+
+Values come, highest priority first, from ``VMS_*`` environment variables
+(nested with ``__``, e.g. ``VMS_SIP__PORT=5070``), then from a TOML file
+(``VMS_CONFIG`` or ``vms.toml`` in the working directory), then the defaults
+below.  Every field is documented in the README; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+GB_ID = re.compile(r"^\d{20}$")
+
+
+class Section(BaseModel):
+    """A settings section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(Section):
+    """HTTP API and web UI."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = False
+    timezone: str = "Asia/Shanghai"
+    data_dir: Path = Path("var")
+
+
+class DatabaseSettings(Section):
+    """SQLite file by default; PostgreSQL in production."""
+
+    url: str = ""  # empty → sqlite file in server.data_dir
+    connect_timeout_s: float = Field(5.0, gt=0)
+    echo: bool = False
+
+
+class ObjectStoreSettings(Section):
+    """Where images, recordings and exports live."""
+
+    backend: Literal["local", "s3"] = "local"
+    path: Path | None = None  # local backend; empty → server.data_dir/objects
+    endpoint: str = ""  # s3 backend, host:port
+    access_key: str = ""
+    secret_key: str = ""
+    bucket: str = "vms"
+    secure: bool = False
+    region: str = "us-east-1"
+
+
+class AuthSettings(Section):
+    """Login, tokens and the bootstrap administrator."""
+
+    jwt_secret: str = ""  # empty → a random secret stored in data_dir (tokens survive restarts)
+    token_ttl_s: int = Field(8 * 3600, gt=0)
+    admin_username: str = ""  # bootstrap admin created at start if both are set
+    admin_password: str = ""
+    login_max_failures: int = Field(5, ge=1)  # per username+client in login_window_s
+    login_window_s: int = Field(300, gt=0)
+
+
+class SipSettings(Section):
+    """GB28181 signalling (platform side)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # bind address
+    port: int = Field(5060, ge=0, le=65535)  # 0 → any free port (tests)
+    transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
+    server_id: str = "34020000002000000001"
+    domain: str = "3402000000"
+    password: str = "12345678"  # global device password when a device has none
+    auto_create_devices: bool = True  # unknown devices become 'pending'; False → 403
+    allowed_device_ids: list[str] = []  # empty → any
+    keepalive_interval_s: float = Field(60.0, gt=0)
+    keepalive_misses: int = Field(3, ge=1)
+    nonce_ttl_s: float = Field(300.0, gt=0)
+
+    @field_validator("server_id")
+    @classmethod
+    def _check_server_id(cls, v: str) -> str:
+        if not GB_ID.match(v):
+            raise ValueError("must be a 20-digit GB28181 id")
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _check_domain(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{10}", v):
+            raise ValueError("must be 10 digits")
+        return v
+
+
+class MediaSettings(Section):
+    """RTP receive, stream hub."""
+
+    sdp_ip: str = "127.0.0.1"  # the address devices can reach us at (goes into SDP c=)
+    bind_host: str = "127.0.0.1"
+    rtp_port_min: int = Field(30000, ge=1024, le=65535)
+    rtp_port_max: int = Field(30500, ge=1024, le=65535)
+    transport: Literal["udp", "tcp-passive", "tcp-active"] = "udp"
+    stream_timeout_s: float = Field(10.0, gt=0)
+    idle_close_s: float = Field(30.0, ge=0)  # BYE after the last consumer left
+    keep_audio: bool = False
+
+    @model_validator(mode="after")
+    def _check_range(self) -> MediaSettings:
+        if self.rtp_port_min > self.rtp_port_max:
+            raise ValueError("rtp_port_min must be <= rtp_port_max")
+        return self
+
+
+class RecordingSettings(Section):
+    """Continuous recording to the object store."""
+
+    enabled: bool = True
+    segment_s: float = Field(20.0, ge=2, le=600)
+    retention_hours: float = Field(24.0, gt=0)
+    quota_gb: float = Field(0.0, ge=0)  # 0 → no quota
+
+
+class AnalyzerSettings(Section):
+    """Analyzer pool."""
+
+    enabled: bool = True
+    workers: int = Field(1, ge=1)
+    providers: list[str] = []  # empty → best available (TensorRT, CUDA, CPU)
+    models_dir: Path | None = None  # empty → server.data_dir/models
+    device_code: str = "VMS-AI-0001"  # DEVICE_CODE of this analysis device (Tables 2-4)
+
+
+class UplinkReceiver(Section):
+    """One upward receiver (a provincial system)."""
+
+    name: str
+    table2_url: str = ""
+    table3_url: str = ""
+    table4_url: str = ""
+    format: Literal["multipart", "json"] = "multipart"
+    auth_header: str = "Authorization"
+    token: str = ""
+    verify_tls: bool = True
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class UplinkSettings(Section):
+    """Provincial uplink (Tables 2, 3, 4) through the durable outbox."""
+
+    receivers: list[UplinkReceiver] = []
+    dead_after_s: float = Field(7 * 24 * 3600.0, gt=0)
+    retry_base_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(300.0, gt=0)
+
+
+class DemoSettings(Section):
+    """What ``vms demo`` adds to ``vms serve``."""
+
+    devices: int = Field(1, ge=0)
+    channels: int = Field(4, ge=1)
+    video: Path | None = None  # H.264 file for the simulated NVR; empty → generated pattern
+
+
+class Settings(BaseSettings):
+    """The whole configuration.  See README.md, section Settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VMS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    objects: ObjectStoreSettings = ObjectStoreSettings()
+    auth: AuthSettings = AuthSettings()
+    sip: SipSettings = SipSettings()
+    media: MediaSettings = MediaSettings()
+    recording: RecordingSettings = RecordingSettings()
+    analyzers: AnalyzerSettings = AnalyzerSettings()
+    uplink: UplinkSettings = UplinkSettings()
+    demo: DemoSettings = DemoSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("VMS_CONFIG", "vms.toml")
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    # Derived paths: one place decides where embedded defaults live.
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.server.data_dir / 'vms.db'}"
+
+    @property
+    def objects_path(self) -> Path:
+        return self.objects.path or self.server.data_dir / "objects"
+
+    @property
+    def models_path(self) -> Path:
+        return self.analyzers.models_dir or self.server.data_dir / "models"
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message is one line naming it."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning validation errors into one clear line per setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"])
+        env = "VMS_" + "__".join(str(p) for p in err["loc"]).upper()
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        parts.append(f"invalid setting {name} [{env}]: {err['msg']}{shown}")
+    return "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Media: RTP receive, MPEG-PS demux, the per-channel stream hub."""
