@@ -13,7 +13,19 @@ from sqlalchemy import text
 import vms
 from vms.services import Services
 
-from .routers import alarms, auth, devices, orgs
+from .routers import (
+    alarms,
+    analyzers,
+    auth,
+    devices,
+    events_ws,
+    live,
+    orgs,
+    recordings,
+    sip,
+    streams,
+    uplink,
+)
 from .security import LoginLimiter, load_or_create_secret
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -32,7 +44,19 @@ def create_app(services: Services) -> FastAPI:
         settings.auth.login_max_failures, settings.auth.login_window_s
     )
 
-    for module in (auth, orgs, devices, alarms):
+    for module in (
+        auth,
+        orgs,
+        devices,
+        alarms,
+        live,
+        uplink,
+        events_ws,
+        recordings,
+        analyzers,
+        sip,
+        streams,
+    ):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

@@ -30,7 +30,9 @@ def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterato
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit runs before the response is sent, so a failed commit is a 500,
+# never a 200 for data that was not stored (the default runs it after the response).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ class TokenResponse(BaseModel):
 
 
 class OrgIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
     name: str = Field(min_length=1, max_length=200)
     kind: OrgKind
     parent_id: int | None = None
@@ -38,6 +39,7 @@ class OrgOut(BaseModel):
 
 
 class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=256)
     role: Role
@@ -54,6 +56,7 @@ class UserOut(BaseModel):
 
 
 class DeviceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
     device_id: str = Field(pattern=r"^\d{20}$")
     name: str = Field("", max_length=200)
     org_id: int | None = None
@@ -62,6 +65,7 @@ class DeviceIn(BaseModel):
 
 
 class DevicePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
     name: str | None = Field(None, max_length=200)
     org_id: int | None = None
     sip_password: str | None = Field(None, max_length=128)
@@ -104,6 +108,7 @@ class ChannelOut(BaseModel):
 
 
 class ChannelPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
     name: str | None = Field(None, max_length=200)
     record_enabled: bool | None = None
     analysis: dict | None = None

@@ -90,7 +90,11 @@ class PlayController(Protocol):
     async def stop(self, session: PlaySession) -> None: ...
 
     async def control_playback(
-        self, session: PlaySession, *, scale: float | None = None, seek_s: float | None = None,
+        self,
+        session: PlaySession,
+        *,
+        scale: float | None = None,
+        seek_s: float | None = None,
         pause: bool | None = None,
     ) -> None: ...
 

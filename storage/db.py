@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,8 +40,8 @@ def make_engine(url: str, connect_timeout_s: float = 5.0, echo: bool = False) ->
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = make_url(url).database  # None or "" for an in-memory database
+        if path and path != ":memory:" and not path.startswith("file:"):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     elif url.startswith("postgresql"):
         kwargs["connect_args"] = {"connect_timeout": max(1, int(connect_timeout_s))}

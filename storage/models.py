@@ -280,6 +280,8 @@ class RecordingSegment(Base):
     is_gap: Mapped[bool] = mapped_column(Boolean, default=False)
     keyframes: Mapped[list[Any]] = mapped_column(default=list)  # [[offset_s, byte_offset], ...]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(String(32), default="")  # why a gap: stream-lost, ...
+    source: Mapped[str] = mapped_column(String(16), default="recorder")  # or "playback" (NVR)
 
 
 # --- sensors and warnings -----------------------------------------------------
@@ -360,3 +362,5 @@ class OutboxItem(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str] = mapped_column(Text, default="")
+    dead_at: Mapped[datetime | None] = mapped_column()  # when it became a dead letter
+    requeued_at: Mapped[datetime | None] = mapped_column()  # re-sent by an admin: age restarts

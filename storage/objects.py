@@ -68,7 +68,10 @@ class LocalObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
+        name = check_key(key).rsplit("/", 1)[-1]
+        if name.endswith(".ctype") or name.startswith(".tmp-"):  # our side files
+            raise ValueError(f"invalid object key {key!r} (reserved name)")
+        return self.root / key
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
         path = self._path(key)
@@ -124,19 +127,38 @@ class LocalObjectStore:
         path.with_name(path.name + ".ctype").unlink(missing_ok=True)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        for path in sorted(self.root.rglob("*")):
+        """Objects whose key starts with ``prefix``, in key order (as S3 lists them)."""
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.root / check_key(folder) if folder else self.root  # walk only that subtree
+        if not start.is_dir():
+            return
+        keys = []
+        for path in start.rglob("*"):
             if not path.is_file() or path.name.startswith(".tmp-") or path.suffix == ".ctype":
                 continue
             key = path.relative_to(self.root).as_posix()
             if key.startswith(prefix):
+                keys.append(key)
+        for key in sorted(keys):
+            try:
                 yield self.stat(key)
+            except ObjectNotFound:  # deleted while we were listing
+                continue
 
     def url(self, key: str, expires_s: int = 3600) -> str | None:
         return None  # served through the API
 
     def check(self) -> None:
-        if not os.access(self.root, os.W_OK):
-            raise ObjectStoreError(f"object store folder {self.root} is not writable")
+        """Write and remove a probe file: ``os.access`` says yes to root for any folder."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-check-")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            raise ObjectStoreError(
+                f"object store folder {self.root} is not writable: {exc.strerror or exc}"
+            ) from None
 
 
 class S3ObjectStore:
@@ -150,15 +172,19 @@ class S3ObjectStore:
         bucket: str,
         secure: bool = False,
         region: str = "us-east-1",
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 20.0,
     ) -> None:
         from minio import Minio
         from urllib3 import PoolManager, Retry, Timeout
 
+        # Bounded: a dead or silent endpoint costs at most 3 tries of these timeouts.
         http = PoolManager(
-            timeout=Timeout(connect=3.0, read=20.0),
+            timeout=Timeout(connect=connect_timeout_s, read=read_timeout_s),
             retries=Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
             maxsize=16,
         )
+        self.endpoint = endpoint
         self.client = Minio(
             endpoint,
             access_key=access_key,
@@ -170,14 +196,17 @@ class S3ObjectStore:
         self.bucket = bucket
         self._bucket_ready = False
 
-    def _ensure_bucket(self) -> None:
-        if self._bucket_ready:
+    def _ensure_bucket(self, force: bool = False) -> None:
+        if self._bucket_ready and not force:
             return
         try:
             if not self.client.bucket_exists(self.bucket):
                 self.client.make_bucket(self.bucket)
         except Exception as exc:
-            raise ObjectStoreError(f"S3 bucket {self.bucket!r} unavailable: {exc}") from exc
+            raise ObjectStoreError(
+                f"S3 object store at {self.endpoint} (bucket {self.bucket!r}) unavailable: "
+                f"{_reason(exc)}"
+            ) from exc
         self._bucket_ready = True
 
     def _call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -189,11 +218,13 @@ class S3ObjectStore:
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
                 raise ObjectNotFound(args[1] if len(args) > 1 else "") from None
-            raise ObjectStoreError(str(exc)) from exc
+            raise ObjectStoreError(f"S3 object store at {self.endpoint}: {exc}") from exc
         except ObjectStoreError:
             raise
         except Exception as exc:
-            raise ObjectStoreError(f"S3 request failed: {exc}") from exc
+            raise ObjectStoreError(
+                f"S3 object store at {self.endpoint}: request failed: {_reason(exc)}"
+            ) from exc
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
         check_key(key)
@@ -261,7 +292,14 @@ class S3ObjectStore:
         )
 
     def check(self) -> None:
-        self._ensure_bucket()
+        """Ask the server every time: health checks must notice an outage after start."""
+        self._ensure_bucket(force=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a urllib3 error, on one line (not the whole retry story)."""
+    reason = getattr(exc, "reason", None) or exc
+    return str(reason).splitlines()[0] if str(reason) else reason.__class__.__name__
 
 
 def open_store(settings: object) -> ObjectStore:

@@ -62,7 +62,7 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(
         server={"data_dir": tmp_path / "data"},
         sip={"host": "127.0.0.1", "port": 0},
-        auth={"jwt_secret": "test-secret-not-for-production"},
+        auth={"jwt_secret": "test-secret-not-for-production-0123456789"},
     )
 
 

@@ -38,35 +38,55 @@ class PrivatePostgres:
             )
         self.bindir = bindir
         self.port = _free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="vms-pg-"))
         self.user: str | None = None
+        self.dir = Path(tempfile.mkdtemp(prefix="vms-pg-"))
         if os.geteuid() == 0:
             self.user = "postgres"
+            self._runuser = shutil.which("runuser") or "/usr/sbin/runuser"
             pw = pwd.getpwnam("postgres")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            if self._run("test", "-w", str(self.dir), check=False).returncode != 0:
+                # TMPDIR is somewhere postgres cannot reach (e.g. under /root): use /tmp.
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = Path(tempfile.mkdtemp(prefix="vms-pg-", dir="/tmp"))
+                os.chown(self.dir, pw.pw_uid, pw.pw_gid)
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = list(args)
         if self.user:
-            cmd = ["runuser", "-u", self.user, "--", *cmd]
-        return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
+            cmd = [self._runuser, "-u", self.user, "--", *cmd]
+        try:
+            return subprocess.run(
+                cmd, check=check, capture_output=True, text=True, timeout=120, cwd=self.dir
+            )
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({exc.returncode}): {(exc.stderr or exc.stdout).strip()}"
+            ) from None
 
     def start(self) -> str:
         data = self.dir / "data"
         self._run(
             str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "vms", "-E", "UTF8"
         )
-        self._run(
-            str(self.bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(self.dir / "log"),
-            "-w",
-            "-o",
-            f"-h 127.0.0.1 -p {self.port} -k {self.dir} -F",
-            "start",
-        )
+        for attempt in range(3):  # the free port may be taken between the probe and the bind
+            started = self._run(
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(self.dir / "log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-h 127.0.0.1 -p {self.port} -k {self.dir} -F",
+                "start",
+                check=attempt == 2,
+            )
+            if started.returncode == 0:
+                break
+            self.port = _free_port()
         url = f"postgresql+psycopg://vms@127.0.0.1:{self.port}/postgres"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -23,6 +24,30 @@ from vms.services import Services
 log = get_logger("vms.app")
 
 
+class StartupError(Exception):
+    """A component or the HTTP listener could not start; the message is one line."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def bind_http_socket(host: str, port: int) -> socket.socket:
+    """Bind the API's socket before anything else starts: a busy port fails fast and clearly."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(
+            f"HTTP cannot listen on {host}:{port} [VMS_SERVER__HOST/PORT]: {exc.strerror or exc}"
+        ) from None
+    return sock
+
+
 class Component(Protocol):
     name: str
 
@@ -35,18 +60,37 @@ ComponentFactory = Callable[[Services], "Component | None"]
 
 def component_factories() -> list[ComponentFactory]:
     """Components in start order; each factory returns None when disabled by settings."""
-    return []
+    from vms.alarm_component import alarm_component
+    from vms.analyzer_component import analyzer_factory
+    from vms.live_component import live_factory
+    from vms.media.hub import create_hub
+    from vms.recording.recorder import create_recorder
+    from vms.sip_component import sip_component
+
+    # alarms first: services.alarms must exist before the analyzer pool emits events;
+    # live after the media hub: it reads services.media per viewer
+    # recorder after the media hub: it subscribes through services.media
+    # analyzers after the media hub: the pool subscribes through services.media
+    # sip before the media hub: the hub registers its session listener on services.sip
+    return [
+        sip_component,
+        create_hub,
+        alarm_component,
+        live_factory,
+        create_recorder,
+        analyzer_factory,
+    ]
 
 
 def open_services(settings: Settings) -> Services:
     """Open the migrated database and the object store; raise a clear error if either fails."""
     settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    objects = open_store(settings)
+    objects.check()  # before migrating: a refused start-up changes nothing
     db = Database(
         settings.database_url, settings.database.connect_timeout_s, settings.database.echo
     )
     db.open()
-    objects = open_store(settings)
-    objects.check()
     services = Services(settings=settings, db=db, objects=objects)
     bootstrap_admin(services)
     return services
@@ -79,6 +123,7 @@ class Application:
         self._factories = component_factories() + list(extra or [])
         self._stop = asyncio.Event()
         self._server: uvicorn.Server | None = None
+        self._http_socket: socket.socket | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -86,14 +131,20 @@ class Application:
     async def start(self) -> None:
         from api.app import create_app
 
+        s = self.services.settings.server
+        self._http_socket = bind_http_socket(s.host, s.port)
         for factory in self._factories:
-            component = factory(self.services)
-            if component is None:
-                continue
-            await component.start()
+            name = getattr(factory, "__name__", repr(factory))
+            try:
+                component = factory(self.services)
+                if component is None:
+                    continue
+                name = component.name
+                await component.start()
+            except Exception as exc:
+                raise StartupError(f"{name} could not start: {_one_line(exc)}") from exc
             self.components.append(component)
             log.info("component started", component=component.name)
-        s = self.services.settings.server
         config = uvicorn.Config(
             create_app(self.services),
             host=s.host,
@@ -104,13 +155,16 @@ class Application:
         )
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._server_task = asyncio.create_task(self._server.serve(), name="http")
+        self._server_task = asyncio.create_task(
+            self._server.serve(sockets=[self._http_socket]), name="http"
+        )
         while not self._server.started:
             if self._server_task.done():
                 self._server_task.result()
-                raise RuntimeError(f"HTTP server could not listen on {s.host}:{s.port}")
+                raise StartupError(f"HTTP server could not listen on {s.host}:{s.port}")
             await asyncio.sleep(0.02)
-        log.info("http listening", url=f"http://{s.host}:{s.port}")
+        port = self._http_socket.getsockname()[1]
+        log.info("http listening", url=f"http://{s.host}:{port}")
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -126,6 +180,9 @@ class Application:
             except Exception as exc:  # noqa: BLE001 - keep stopping the others
                 log.error("component stop failed", component=component.name, error=repr(exc))
         self.components.clear()
+        if self._http_socket is not None:
+            self._http_socket.close()
+            self._http_socket = None
         self.services.db.close()
 
     async def run(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -72,6 +74,28 @@ class AuthSettings(Section):
     login_max_failures: int = Field(5, ge=1)  # per username+client in login_window_s
     login_window_s: int = Field(300, gt=0)
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _check_secret(cls, v: str) -> str:
+        if v and len(v) < 32:
+            raise ValueError("must be empty (generated) or at least 32 characters")
+        return v
+
+
+class SipUpstreamSettings(Section):
+    """A superior platform we register with (cascade)."""
+
+    server_id: str  # the superior's 20-digit id
+    domain: str  # its 10-digit SIP domain (realm)
+    host: str
+    port: int = Field(5060, ge=1, le=65535)
+    password: str = ""
+    transport: Literal["udp", "tcp"] = "udp"
+    local_id: str = ""  # our id towards it; empty → sip.server_id
+    expires_s: int = Field(3600, ge=60)
+    keepalive_interval_s: float = Field(60.0, gt=0)
+    keepalive_misses: int = Field(3, ge=1)
+
 
 class SipSettings(Section):
     """GB28181 signalling (platform side)."""
@@ -88,6 +112,11 @@ class SipSettings(Section):
     keepalive_interval_s: float = Field(60.0, gt=0)
     keepalive_misses: int = Field(3, ge=1)
     nonce_ttl_s: float = Field(300.0, gt=0)
+    query_timeout_s: float = Field(10.0, gt=0)  # wait for a MANSCDP answer (DeviceInfo, ...)
+    catalog_timeout_s: float = Field(15.0, gt=0)  # multi-message Catalog/RecordInfo: keep partial
+    invite_timeout_s: float = Field(10.0, gt=0)  # no final answer to INVITE → CANCEL, error
+    catalog_on_register: bool = True  # query a device's catalog when it comes online
+    upstreams: list[SipUpstreamSettings] = []  # superior platforms (cascade)
 
     @field_validator("server_id")
     @classmethod
@@ -130,6 +159,13 @@ class RecordingSettings(Section):
     segment_s: float = Field(20.0, ge=2, le=600)
     retention_hours: float = Field(24.0, gt=0)
     quota_gb: float = Field(0.0, ge=0)  # 0 → no quota
+    spool_dir: Path | None = None  # empty → server.data_dir/spool (local, before upload)
+    max_jump_s: float = Field(5.0, gt=0)  # a PTS jump larger than this closes the run as a gap
+    queue_frames: int = Field(512, ge=16)  # per-channel writer queue; overflow → gap
+    refresh_s: float = Field(30.0, gt=0)  # re-read which channels to record
+    retention_interval_s: float = Field(60.0, gt=0)  # how often retention runs
+    max_export_s: float = Field(3600.0, gt=0)  # longest clip one export may cover
+    playback_ttl_hours: float = Field(2.0, gt=0)  # NVR playback copies kept this long
 
 
 class AnalyzerSettings(Section):
@@ -140,6 +176,9 @@ class AnalyzerSettings(Section):
     providers: list[str] = []  # empty → best available (TensorRT, CUDA, CPU)
     models_dir: Path | None = None  # empty → server.data_dir/models
     device_code: str = "VMS-AI-0001"  # DEVICE_CODE of this analysis device (Tables 2-4)
+    threads: int = Field(1, ge=1)  # onnxruntime intra-op threads per worker process
+    ring_slots: int = Field(8, ge=2, le=64)  # shared-memory frame slots per worker (1080p each)
+    queue_size: int = Field(64, ge=4)  # access units waiting per worker before dropping
 
 
 class UplinkReceiver(Section):
@@ -155,6 +194,21 @@ class UplinkReceiver(Section):
     verify_tls: bool = True
     timeout_s: float = Field(10.0, gt=0)
 
+    @field_validator("table2_url", "table3_url", "table4_url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        return check_http_url(v) if v else v
+
+
+def check_http_url(v: str) -> str:
+    """An http(s) URL with a host; anything else stops start-up naming the setting."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return v
+
 
 class UplinkSettings(Section):
     """Provincial uplink (Tables 2, 3, 4) through the durable outbox."""
@@ -163,6 +217,55 @@ class UplinkSettings(Section):
     dead_after_s: float = Field(7 * 24 * 3600.0, gt=0)
     retry_base_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(300.0, gt=0)
+    poll_s: float = Field(1.0, gt=0)  # sender re-checks the outbox at least this often
+    concurrency: int = Field(8, ge=1)  # cameras posted in parallel per receiver
+    table2_interval_s: float = Field(24 * 3600.0, gt=0)  # Table 2 again after this (and on change)
+    table3_interval_s: float = Field(600.0, gt=0)  # Table 3 run status period
+    company_code: str = Field("", max_length=36)  # COMPANY_CODE; empty → first enterprise's code
+    device_name: str = Field("VMS AI analysis server", max_length=100)  # DEVICE_NAME
+    device_desc: str = Field("", max_length=500)  # DEVICE_DESC
+    webhooks: list[str] = []  # URLs that get a JSON POST for each alarm and clear (best-effort)
+    webhook_token: str = ""  # sent as "Authorization: Bearer <token>" when set
+    keep_sent_s: float = Field(30 * 24 * 3600.0, gt=0)  # delivered outbox rows kept this long
+
+    @field_validator("webhooks")
+    @classmethod
+    def _check_webhooks(cls, v: list[str]) -> list[str]:
+        return [check_http_url(u) for u in v]
+
+
+class LiveSettings(Section):
+    """WebRTC live view: the camera's H.264 forwarded to browsers without re-encoding."""
+
+    enabled: bool = True
+    ice_addresses: list[str] = ["127.0.0.1"]  # host candidates we offer; empty → all but loopback
+    stun_urls: list[str] = []  # e.g. "stun:stun.example.org:3478"; empty → none (closed networks)
+    max_sessions: int = Field(64, ge=1)  # concurrent browser viewers on this node
+    max_sessions_per_user: int = Field(32, ge=1)  # e.g. two browsers with a 16-tile wall
+    connect_timeout_s: float = Field(20.0, gt=0)  # a peer not connected by then is closed
+    viewer_queue: int = Field(120, ge=8)  # frames buffered per viewer before skipping to a keyframe
+
+    @field_validator("ice_addresses")
+    @classmethod
+    def _check_ice_addresses(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for a in v:
+            try:
+                ip = ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address") from None
+            if ip.is_unspecified:
+                raise ValueError(f"{a} is not an address browsers can reach; name the interface's")
+        return v
+
+    @field_validator("stun_urls")
+    @classmethod
+    def _check_stun_urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith(("stun:", "stuns:")):
+                raise ValueError(f"{url!r} must be a stun: or stuns: URL")
+        return v
 
 
 class DemoSettings(Section):
@@ -191,6 +294,7 @@ class Settings(BaseSettings):
     recording: RecordingSettings = RecordingSettings()
     analyzers: AnalyzerSettings = AnalyzerSettings()
     uplink: UplinkSettings = UplinkSettings()
+    live: LiveSettings = LiveSettings()
     demo: DemoSettings = DemoSettings()
 
     @classmethod
@@ -235,6 +339,25 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    except SettingsError as exc:  # a complex value (list, section) that is not JSON
+        raise ConfigError(_format_settings_error(exc)) from None
+    except (tomllib.TOMLDecodeError, OSError) as exc:  # the TOML file is broken or unreadable
+        path = os.environ.get("VMS_CONFIG", "vms.toml")
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ConfigError(f"invalid config file {path} [VMS_CONFIG]: {reason}") from None
+
+
+def _format_settings_error(exc: SettingsError) -> str:
+    match = re.search(r'field "([^"]+)"', str(exc))
+    field = match.group(1) if match else "?"
+    prefix = f"VMS_{field.upper()}"
+    names = sorted(
+        k for k in os.environ if k.upper() == prefix or k.upper().startswith(prefix + "__")
+    )
+    cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ else str(exc)
+    return (
+        f"invalid setting {field} [{', '.join(names) or prefix}]: not a valid JSON value ({cause})"
+    )
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -7,7 +7,9 @@ The demo admin's password is never in the repo: it comes from
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from typing import Any
 
 from sqlalchemy import select
 
@@ -65,6 +67,59 @@ def seed_demo(services: Services) -> None:
             log.info("demo admin created", username=username, password_file="demo-admin.txt")
 
 
+class DemoNvrs:
+    """``demo.devices`` simulated NVRs registering with this node's own SIP port."""
+
+    name = "demo-nvrs"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.nvrs: list[Any] = []
+
+    async def start(self) -> None:
+        from sip.device import NvrConfig, SimulatedNvr
+
+        settings = self.services.settings
+        sip = settings.sip
+        server = self.services.sip
+        port = server.port if server is not None else sip.port
+        host = sip.host if sip.host not in ("0.0.0.0", "") else "127.0.0.1"
+        per = settings.demo.channels
+        for i in range(1, settings.demo.devices + 1):
+            channel_ids = [
+                demo_channel_id(ENTERPRISE_CODE, (i - 1) * per + n) for n in range(1, per + 1)
+            ]
+            nvr = SimulatedNvr(
+                NvrConfig(
+                    device_id=demo_device_id(i),
+                    server_id=sip.server_id,
+                    server_domain=sip.domain,
+                    server_host=host,
+                    server_port=port,
+                    password=sip.password,
+                    transport="udp" if "udp" in sip.transports else "tcp",
+                    channel_ids=channel_ids,
+                    keepalive_interval_s=min(sip.keepalive_interval_s, 60.0),
+                    video=settings.demo.video,
+                    name=f"演示NVR-{i}",
+                    timezone=settings.server.timezone,
+                )
+            )
+            await nvr.start()
+            self.nvrs.append(nvr)
+        log.info("demo NVRs started", count=len(self.nvrs), channels_each=per)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(nvr.stop() for nvr in self.nvrs), return_exceptions=True)
+        self.nvrs.clear()
+
+
+def demo_nvrs(services: Services) -> DemoNvrs | None:
+    if services.settings.demo.devices <= 0 or not services.settings.sip.enabled:
+        return None
+    return DemoNvrs(services)
+
+
 def demo_components() -> list[ComponentFactory]:
     """Simulated NVRs that register with this node's SIP service."""
-    return []
+    return [demo_nvrs]

@@ -35,8 +35,17 @@ def setup_logging(level: str = "info", json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "aiortc", "aioice", "botocore", "urllib3"):
+    for noisy in (
+        "uvicorn.access",
+        "aiortc",
+        "aioice",
+        "botocore",
+        "urllib3",
+        "alembic.runtime.plugins",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Each retry is a warning there; the object store reports the final failure itself.
+    logging.getLogger("urllib3.connectionpool").setLevel(max(logging.ERROR, root.level))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -28,4 +28,5 @@ class Services:
     analyzers: Any = None  # analyzers.pool.AnalyzerPool
     alarms: Any = None  # vms.alarms.service.AlarmService
     uplink: Any = None  # vms.uplink.sender.UplinkSender
+    live: Any = None  # vms.live.service.LiveService
     extra: dict[str, Any] = field(default_factory=dict)

@@ -9,7 +9,7 @@ from storage.models import User
 
 from ..deps import CallerDep, SessionDep
 from ..schemas import LoginRequest, TokenResponse, UserOut
-from ..security import create_token, verify_password
+from ..security import create_token, dummy_hash, verify_password
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -27,7 +27,8 @@ def login(body: LoginRequest, request: Request, session: SessionDep) -> TokenRes
             {"Retry-After": str(int(wait) + 1)},
         )
     user = session.scalar(select(User).where(User.username == body.username))
-    if user is None or not user.is_active or not verify_password(user.password_hash, body.password):
+    password_ok = verify_password(user.password_hash if user else dummy_hash(), body.password)
+    if user is None or not user.is_active or not password_ok:
         limiter.failed(key)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
     limiter.succeeded(key)

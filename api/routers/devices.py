@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query, status
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from storage.models import Channel, Device, Organisation
+from storage.models import Alarm, Channel, Device, Organisation
 
 from ..deps import ADMIN, HUMANS, STAFF, Caller, CallerDep, SessionDep, require_roles
 from ..schemas import ChannelOut, ChannelPatch, DeviceIn, DeviceOut, DevicePatch
@@ -71,6 +71,9 @@ def patch_device(
     device = visible_device(caller, session, device_id)
     changes = body.model_dump(exclude_unset=True)
     if "org_id" in changes:
+        if changes["org_id"] is None and caller.org_path is not None:
+            # Moving a device out of every organisation would hide it from its own operators.
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "an organisation is required")
         _check_org(caller, session, changes["org_id"])
     for name, value in changes.items():
         setattr(device, name, value)
@@ -79,7 +82,14 @@ def patch_device(
 
 @router.delete("/{device_id}", status_code=204, dependencies=[require_roles(*ADMIN)])
 def delete_device(device_id: str, caller: CallerDep, session: SessionDep) -> None:
-    session.delete(visible_device(caller, session, device_id))
+    device = visible_device(caller, session, device_id)
+    # Alarms outlive their camera (nothing is lost): detach them before the channels go.
+    channel_pks = [c.id for c in device.channels]
+    if channel_pks:
+        session.execute(
+            update(Alarm).where(Alarm.channel_pk.in_(channel_pks)).values(channel_pk=None)
+        )
+    session.delete(device)
 
 
 @router.get(

@@ -41,7 +41,7 @@ def add_org(body: OrgIn, caller: CallerDep, session: SessionDep) -> Organisation
     try:
         return create_org(session, body.name, body.kind, parent, body.code)
     except OrgTreeError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
 @router.get("/users", response_model=list[UserOut], dependencies=[require_roles(*ADMIN)])

@@ -1,72 +1,105 @@
-// Minimal operator UI: log in, list devices with channels, list alarms.
-const state = { token: sessionStorage.getItem("token") };
+// Operator UI: login, device tree, live wall (WebRTC), alarms with live pop-ups, replay (HLS).
+import { ApiError, api, login, logout, session } from "./js/api.js";
+import { AlarmPush, AlarmsView } from "./js/alarms.js";
+import { renderDevices } from "./js/devices.js";
+import { LiveWall } from "./js/live.js";
+import { ReplayView } from "./js/replay.js";
+import { invalidate } from "./js/catalog.js";
 
-async function api(path, options = {}) {
-  const headers = Object.assign({ "Content-Type": "application/json" }, options.headers || {});
-  if (state.token) headers.Authorization = "Bearer " + state.token;
-  const resp = await fetch(path, Object.assign({}, options, { headers }));
-  if (resp.status === 401) { logout(); throw new Error("not logged in"); }
-  if (!resp.ok) throw new Error((await resp.json()).detail || resp.statusText);
-  return resp.status === 204 ? null : resp.json();
-}
+const VIEWS = ["devices", "live", "alarms", "replay"];
+const $ = id => document.getElementById(id);
 
-function esc(s) { return String(s ?? "").replace(/[&<>"]/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c])); }
+const actions = {
+  live: async channelId => { await go("live"); wall.show(channelId); },
+  replay: (channelId, at) => go("replay", { channelId, at }),
+};
 
-function logout() { state.token = null; sessionStorage.removeItem("token"); show(); }
+let wall = null; // built after login: its saved layout belongs to the user
+let alarmsView = new AlarmsView(actions);
+let replayView = new ReplayView();
+const push = new AlarmPush($("toasts"), actions, (alarm, kind) => {
+  refreshBadge();
+  if (current === "alarms") alarmsView.refresh();
+  if (kind === "alarm.raised" && wall) wall.alarmRaised(alarm.video_code);
+});
+// Device online/offline pushes (sent to administrators) refresh the tree while it is shown.
+let deviceRefresh = null;
+push.onDevice = () => {
+  invalidate();
+  clearTimeout(deviceRefresh); // a burst (many NVRs coming back) renders once
+  deviceRefresh = setTimeout(() => { if (current === "devices") renderDevices($("view-devices"), actions); }, 1500);
+};
+let current = null;
 
-async function show() {
-  document.getElementById("login-view").hidden = !!state.token;
-  document.getElementById("app-view").hidden = !state.token;
-  if (state.token) {
-    const me = await api("/api/auth/me");
-    document.getElementById("who").textContent = me.username + " (" + me.role + ")";
-    await render("devices");
-  } else {
-    document.getElementById("who").textContent = "";
+async function go(name, args = {}) {
+  if (!VIEWS.includes(name)) name = "live";
+  if (current === "replay" && name !== "replay") replayView.unmount();
+  current = name;
+  if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
+  document.querySelectorAll("#nav button[data-view]").forEach(b => b.classList.toggle("active", b.dataset.view === name));
+  for (const v of VIEWS) $("view-" + v).hidden = v !== name;
+  const root = $("view-" + name);
+  try {
+    if (name === "devices") await renderDevices(root, actions);
+    else if (name === "live") { if (!root.firstChild) await wall.mount(root); }
+    else if (name === "alarms") await alarmsView.mount(root);
+    else if (name === "replay") await replayView.mount(root, args.channelId, args.at);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 401)) root.replaceChildren(document.createTextNode(e.message));
   }
 }
 
-const views = {
-  async devices() {
-    const devices = await api("/api/devices");
-    let html = "<table id='devices'><tr><th>ID</th><th>名称</th><th>状态</th><th>厂商</th><th>通道</th><th>地址</th></tr>";
-    for (const d of devices) {
-      html += `<tr><td>${esc(d.device_id)}</td><td>${esc(d.name)}</td>` +
-        `<td class="${d.online ? "online" : "offline"}">${d.online ? "在线 online" : "离线 offline"}</td>` +
-        `<td>${esc(d.manufacturer)}</td><td>${d.channel_count}</td><td>${esc(d.remote_host)}:${d.remote_port}</td></tr>`;
-    }
-    return html + "</table>";
-  },
-  async alarms() {
-    const alarms = await api("/api/alarms");
-    let html = "<table id='alarms'><tr><th>时间</th><th>类型</th><th>通道</th><th>状态</th><th>处置</th></tr>";
-    for (const a of alarms) {
-      html += `<tr><td>${esc(a.raised_at)}</td><td>${esc(a.alarm_type)} ${esc(a.rule)}</td><td>${esc(a.video_code)}</td>` +
-        `<td>${a.active ? "报警" : "已销警"}</td><td>${esc(a.handling)}</td></tr>`;
-    }
-    return html + "</table>";
-  },
-};
-
-async function render(name) {
-  try { document.getElementById("content").innerHTML = await views[name](); }
-  catch (e) { document.getElementById("content").textContent = e.message; }
+async function refreshBadge() {
+  try {
+    const resp = await fetch("/api/alarms?handling=new&limit=1", { headers: { Authorization: "Bearer " + session.token } });
+    if (!resp.ok) return;
+    const fresh = Number(resp.headers.get("X-Total-Count") || (await resp.json()).length);
+    $("alarm-badge").textContent = fresh;
+    $("alarm-badge").hidden = fresh === 0;
+  } catch (_) { /* badge is best effort */ }
 }
 
-document.getElementById("login-form").addEventListener("submit", async (ev) => {
+async function show() {
+  const loggedIn = !!session.token;
+  $("login-view").hidden = loggedIn;
+  $("app-view").hidden = !loggedIn;
+  $("nav").hidden = !loggedIn;
+  $("logout").hidden = !loggedIn;
+  if (!loggedIn) { $("who").textContent = ""; return; }
+  try { session.me = await api("/api/auth/me"); } catch (_) { return; }
+  $("who").textContent = `${session.me.username} (${session.me.role})`;
+  wall ||= new LiveWall("vms.wall." + session.me.username);
+  push.start();
+  refreshBadge();
+  await go(location.hash.slice(1) || "live");
+}
+
+session.onBeforeLogout = () => {
+  push.stop();
+  if (wall) wall.stopAll();
+};
+session.onLogout = () => {
+  invalidate(); // the next user sees other cameras
+  replayView.unmount();
+  VIEWS.forEach(v => $("view-" + v).replaceChildren());
+  wall = null;
+  alarmsView = new AlarmsView(actions);
+  replayView = new ReplayView();
+  current = null;
+  show();
+};
+
+$("login-form").addEventListener("submit", async ev => {
   ev.preventDefault();
   const form = new FormData(ev.target);
   try {
-    const resp = await fetch("/api/auth/login", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ username: form.get("username"), password: form.get("password") }),
-    });
-    const body = await resp.json();
-    if (!resp.ok) throw new Error(body.detail || "login failed");
-    state.token = body.access_token; sessionStorage.setItem("token", state.token);
-    document.getElementById("login-error").textContent = "";
+    await login(form.get("username"), form.get("password"));
+    $("login-error").textContent = "";
+    ev.target.reset();
     await show();
-  } catch (e) { document.getElementById("login-error").textContent = e.message; }
+  } catch (e) { $("login-error").textContent = e.message; }
 });
-document.querySelectorAll("nav button").forEach(b => b.addEventListener("click", () => render(b.dataset.view)));
+$("logout").addEventListener("click", () => logout());
+document.querySelectorAll("#nav button[data-view]").forEach(b => b.addEventListener("click", () => go(b.dataset.view)));
+window.addEventListener("hashchange", () => { if (session.token && location.hash.slice(1) !== current) go(location.hash.slice(1)); });
 show();

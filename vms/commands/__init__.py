@@ -3,4 +3,7 @@
 COMMAND_MODULES = [
     "vms.commands.serve",
     "vms.commands.admin",
+    "vms.commands.models",
+    "vms.commands.eval",
+    "vms.commands.sim_device",
 ]

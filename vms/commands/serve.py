@@ -7,7 +7,7 @@ import sys
 
 from storage.db import DatabaseUnavailable
 from storage.objects import ObjectStoreError
-from vms.app import Application, ComponentFactory, open_services
+from vms.app import Application, ComponentFactory, StartupError, open_services
 from vms.config import load_settings
 from vms.logging import get_logger, setup_logging
 from vms.runtime import run
@@ -34,7 +34,11 @@ def _serve(extra: list[ComponentFactory], seed: bool) -> int:
         from vms.demo import seed_demo
 
         seed_demo(services)
-    run(Application(services, extra).run())
+    try:
+        run(Application(services, extra).run())
+    except StartupError as exc:
+        print(f"vms: cannot start: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

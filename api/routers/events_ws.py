@@ -1,0 +1,81 @@
+"""Live push over WebSocket: ``/api/events/ws?token=<JWT>``.
+
+Browsers cannot set headers on a WebSocket, so the JWT comes as a query parameter.  Each
+client gets the events of its organisation subtree: alarm events carry ``org_path``; events
+without one (device and system events) go to global administrators only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import jwt
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
+
+from storage.models import Role, User
+
+from ..security import decode_token
+
+router = APIRouter(tags=["events"])
+
+WS_POLICY_VIOLATION = status.WS_1008_POLICY_VIOLATION
+
+
+def _caller_path(services: object, token: str, secret: str) -> tuple[bool, str | None]:
+    """(allowed, org_path) for a token; org_path None means everything."""
+    try:
+        user_id = int(decode_token(secret, token)["sub"])
+    except (jwt.InvalidTokenError, KeyError, ValueError):
+        return False, None
+    with services.db.session() as s:  # type: ignore[attr-defined]
+        user = s.get(User, user_id)
+        if user is None or not user.is_active:
+            return False, None
+        if user.org is not None:
+            return True, user.org.path
+        return (True, None) if user.role == Role.admin else (False, None)
+
+
+def visible(org_path: str | None, data: dict) -> bool:
+    if org_path is None:
+        return True
+    event_path = data.get("org_path")
+    return isinstance(event_path, str) and event_path.startswith(org_path)
+
+
+@router.websocket("/api/events/ws")
+async def events_ws(websocket: WebSocket) -> None:
+    services = websocket.app.state.services
+    token = websocket.query_params.get("token", "")
+    allowed, org_path = await asyncio.to_thread(
+        _caller_path, services, token, websocket.app.state.jwt_secret
+    )
+    if not allowed:
+        await websocket.close(WS_POLICY_VIOLATION, "invalid or expired token")
+        return
+    await websocket.accept()
+
+    async def drain_client() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.receive_text()  # pings or nothing; we only detect the close
+
+    reader = asyncio.create_task(drain_client())
+    try:
+        async with services.events.subscribe() as queue:
+            await websocket.send_json({"kind": "hello", "scope": org_path or "/"})
+            while not reader.done():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                event = getter.result()
+                if visible(org_path, event.data):
+                    await websocket.send_json(event.as_dict())
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)

@@ -1,0 +1,78 @@
+// One WebRTC viewer: recvonly H.264, non-trickle ICE (one POST with all candidates).
+import { api, session } from "./api.js";
+
+const ICE_GATHER_TIMEOUT_MS = 2500;
+
+function preferH264(transceiver) {
+  if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver?.getCapabilities) return;
+  const codecs = RTCRtpReceiver.getCapabilities("video").codecs;
+  const h264 = codecs.filter(c => /h264/i.test(c.mimeType));
+  const rtx = codecs.filter(c => /rtx/i.test(c.mimeType));
+  if (h264.length) transceiver.setCodecPreferences(h264.concat(rtx));
+}
+
+function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise(resolve => {
+    const timer = setTimeout(resolve, ICE_GATHER_TIMEOUT_MS);
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+    });
+  });
+}
+
+// Viewers with a server-side session; hung up explicitly when the page goes away, so the server
+// frees the peer at once instead of waiting for ICE consent to expire.
+const openViewers = new Set();
+window.addEventListener("pagehide", () => {
+  for (const v of openViewers) {
+    if (!v.sessionId) continue;
+    fetch(`/api/live/sessions/${v.sessionId}`, {
+      method: "DELETE", keepalive: true, headers: { Authorization: "Bearer " + session.token },
+    }).catch(() => {});
+  }
+});
+
+export class LiveViewer {
+  constructor(channelId, video, onState = () => {}) {
+    this.channelId = channelId;
+    this.video = video;
+    this.onState = onState;
+    this.pc = null;
+    this.sessionId = null;
+    this.closed = false;
+  }
+
+  async open() {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    preferH264(pc.addTransceiver("video", { direction: "recvonly" }));
+    pc.addEventListener("track", ev => {
+      this.video.srcObject = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
+      this.video.play().catch(() => {});
+    });
+    pc.addEventListener("connectionstatechange", () => this.onState(pc.connectionState));
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    if (this.closed) return;
+    const answer = await api(`/api/live/${this.channelId}/offer`, {
+      method: "POST", body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }),
+    });
+    this.sessionId = answer.session_id;
+    openViewers.add(this);
+    if (this.closed) { this.close(); return; }
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+  }
+
+  close() {
+    this.closed = true;
+    openViewers.delete(this);
+    if (this.pc) { this.pc.close(); this.pc = null; }
+    this.video.srcObject = null;
+    if (this.sessionId) {
+      const id = this.sessionId;
+      this.sessionId = null;
+      api(`/api/live/sessions/${id}`, { method: "DELETE" }).catch(() => {});
+    }
+  }
+}

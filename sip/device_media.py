@@ -1,0 +1,197 @@
+"""The simulated NVR's INVITE side: answer the SDP, stream after ACK, stop on BYE.
+
+TCP media follows the offer's ``a=setup``: platform ``passive`` → the device connects to
+the offered port; platform ``active`` → the device listens and answers with its port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from . import sdp as sdplib
+from .device_content import BYTES_PER_SECOND
+from .message import SipParseError, SipUri, response_for
+from .rtp_sender import RtpStreamer, Sink, StreamPlan, TcpSink, UdpSink
+from .transaction import ServerTransaction
+from .video_source import clip_for
+
+if TYPE_CHECKING:
+    from .device import SimulatedNvr
+
+log = structlog.get_logger("sip.device")
+
+
+@dataclass
+class DeviceStream:
+    call_id: str
+    channel_id: str
+    offer: sdplib.Sdp
+    plan: StreamPlan
+    sink: Sink | None = None
+    listener: asyncio.base_events.Server | None = None
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    streamer: RtpStreamer | None = None
+    task: asyncio.Task[Any] | None = None
+    acked: bool = False
+
+
+class DeviceMedia:
+    def __init__(self, nvr: SimulatedNvr) -> None:
+        self.nvr = nvr
+        self.streams: dict[str, DeviceStream] = {}
+        self.finished: list[str] = []  # call-ids whose playback ran to its end
+
+    async def on_invite(self, stx: ServerTransaction) -> None:
+        req = stx.request
+        try:
+            channel = SipUri.parse(req.uri).user
+        except SipParseError:
+            stx.reply(400)
+            return
+        if channel not in self.nvr.channels:
+            stx.reply(404)
+            return
+        try:
+            offer = sdplib.parse(req.body)
+        except sdplib.SdpError:
+            stx.reply(488)
+            return
+        stx.reply(100)
+        ssrc_text = (
+            offer.ssrc
+            if offer.ssrc and offer.ssrc.isdigit()
+            else f"0{random.randint(0, 10**9 - 1):09d}"
+        )
+        ssrc = int(ssrc_text) & 0xFFFFFFFF
+        mode = offer.session_name.lower()
+        duration = None
+        speed = 1.0
+        if mode in ("playback", "download"):
+            duration = float(offer.end - offer.start) if offer.end > offer.start else 10.0
+            if mode == "download":
+                speed = float(offer.download_speed or 1)
+        stream = DeviceStream(req.call_id, channel, offer, StreamPlan(ssrc, duration, speed))
+        host = self.nvr.config.local_host
+        answer = sdplib.Sdp(
+            session_name=offer.session_name,
+            origin_user=channel,
+            ip=host,
+            proto=offer.proto,
+            payloads=["96"],
+            rtpmap={"96": "PS/90000"},
+            direction="sendonly",
+            ssrc=ssrc_text,
+            fmt="",
+        )
+        try:
+            if offer.tcp:
+                if (offer.setup or "passive") == "active":  # the platform connects to us
+                    stream.listener = await asyncio.start_server(
+                        lambda r, w: self._accepted(stream, w), host, 0
+                    )
+                    answer.port = stream.listener.sockets[0].getsockname()[1]
+                    answer.setup = "passive"
+                else:
+                    answer.port = 9  # we connect out; the port is not used (RFC 4145)
+                    answer.setup = "active"
+                answer.connection = "new"
+            else:
+                stream.sink = await UdpSink.open(offer.ip, offer.port, host)
+                answer.port = stream.sink.transport.get_extra_info("sockname")[1]  # type: ignore[attr-defined]
+        except OSError as exc:
+            log.warning("media setup failed", error=repr(exc))
+            stx.reply(500)
+            return
+        if mode == "download":
+            answer.file_size = int((duration or 0) * BYTES_PER_SECOND)
+        self.streams[req.call_id] = stream
+        resp = response_for(req, 200, to_tag=self.nvr.endpoint.local_tag)
+        c = self.nvr.config
+        resp.set("Contact", f"<sip:{channel}@{self.nvr.endpoint.host}:{self.nvr.endpoint.port}>")
+        resp.set("Content-Type", "application/sdp")
+        resp.body = answer.serialise()
+        stx.respond(resp)
+        log.info(
+            "invite answered", channel=channel, mode=mode, tcp=offer.tcp, device_id=c.device_id
+        )
+
+    def _accepted(self, stream: DeviceStream, writer: asyncio.StreamWriter) -> None:
+        if stream.sink is None:
+            stream.sink = TcpSink(writer)
+            stream.connected.set()
+        else:
+            writer.close()
+
+    def on_ack(self, call_id: str) -> None:
+        stream = self.streams.get(call_id)
+        if stream is None or stream.acked:
+            return
+        stream.acked = True
+        stream.task = self.nvr.spawn(self._stream(stream), f"nvr-rtp-{stream.channel_id}")
+
+    async def _stream(self, stream: DeviceStream) -> None:
+        offer = stream.offer
+        try:
+            if stream.sink is None and stream.listener is not None:
+                await asyncio.wait_for(stream.connected.wait(), 10)
+            elif stream.sink is None:
+                stream.sink = await TcpSink.connect(offer.ip, offer.port)
+        except (OSError, TimeoutError) as exc:
+            log.warning("media connection failed", error=repr(exc))
+            self._drop(stream.call_id)
+            return
+        assert stream.sink is not None
+        clip = await asyncio.to_thread(clip_for, self.nvr.config.video)
+        stream.streamer = RtpStreamer(clip, stream.sink, stream.plan)
+        ended = False
+
+        def done() -> None:
+            nonlocal ended
+            ended = True
+
+        await stream.streamer.run(done)
+        if ended and stream.plan.duration_s is not None and stream.call_id in self.streams:
+            self.finished.append(stream.call_id)
+            await self.nvr.media_status_121(stream.call_id, stream.channel_id)
+
+    def _drop(self, call_id: str) -> DeviceStream | None:
+        stream = self.streams.pop(call_id, None)
+        if stream is None:
+            return None
+        if stream.task is not None and stream.task is not asyncio.current_task():
+            stream.task.cancel()
+        if stream.sink is not None:
+            stream.sink.close()
+        if stream.listener is not None:
+            stream.listener.close()
+        return stream
+
+    def on_bye(self, call_id: str) -> bool:
+        return self._drop(call_id) is not None
+
+    def on_cancel(self, call_id: str) -> None:
+        stream = self.streams.get(call_id)
+        if stream is not None and not stream.acked:
+            self._drop(call_id)
+
+    def on_info(self, call_id: str, body: str) -> None:
+        stream = self.streams.get(call_id)
+        if stream is None or stream.streamer is None:
+            return
+        if body.startswith("PAUSE"):
+            stream.streamer.paused.clear()
+        elif body.startswith("PLAY"):
+            stream.streamer.paused.set()
+            m = re.search(r"Scale:\s*([0-9.]+)", body)
+            if m:
+                stream.plan.speed = max(0.01, float(m.group(1)))
+
+    async def stop_all(self) -> None:
+        for call_id in list(self.streams):
+            self._drop(call_id)

@@ -1,0 +1,130 @@
+"""The simulated NVR's media: a clip as MPEG-PS over RTP (PT 96, 90 kHz), real-time paced.
+
+Sinks: UDP datagrams, or RFC 4571 framing (2-byte length) over a TCP connection the
+device opened (platform ``a=setup:passive``) or accepted (platform ``a=setup:active``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .ps_mux import mux_frame
+from .video_source import Clip
+
+RTP_VERSION = 2
+PT_PS = 96
+MAX_PAYLOAD = 1400
+
+
+def rtp_packets(ps: bytes, seq: int, ts: int, ssrc: int, pt: int = PT_PS) -> list[bytes]:
+    """RTP packets of one frame; the marker bit is set on the last one."""
+    out = []
+    chunks = [ps[i : i + MAX_PAYLOAD] for i in range(0, len(ps), MAX_PAYLOAD)] or [b""]
+    for n, chunk in enumerate(chunks):
+        marker = 0x80 if n == len(chunks) - 1 else 0
+        header = struct.pack(
+            ">BBHII", RTP_VERSION << 6, marker | pt, (seq + n) & 0xFFFF, ts & 0xFFFFFFFF, ssrc
+        )
+        out.append(header + chunk)
+    return out
+
+
+class Sink:
+    async def send(self, packets: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class UdpSink(Sink):
+    def __init__(self, transport: asyncio.DatagramTransport, addr: tuple[str, int]) -> None:
+        self.transport, self.addr = transport, addr
+
+    @classmethod
+    async def open(cls, host: str, port: int, local_host: str = "127.0.0.1") -> UdpSink:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=(local_host, 0)
+        )
+        return cls(transport, (host, port))
+
+    async def send(self, packets: list[bytes]) -> None:
+        for p in packets:
+            self.transport.sendto(p, self.addr)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class TcpSink(Sink):
+    """RFC 4571: each RTP packet preceded by its 16-bit length."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, host: str, port: int, timeout: float = 5.0) -> TcpSink:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        return cls(writer)
+
+    async def send(self, packets: list[bytes]) -> None:
+        self.writer.write(b"".join(struct.pack(">H", len(p)) + p for p in packets))
+        await self.writer.drain()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class StreamPlan:
+    ssrc: int
+    duration_s: float | None = None  # None → loop forever (live)
+    speed: float = 1.0  # download speed / playback scale
+
+
+class RtpStreamer:
+    """Sends ``clip`` frames to ``sink`` in real time until stopped or the plan's end."""
+
+    def __init__(self, clip: Clip, sink: Sink, plan: StreamPlan) -> None:
+        self.clip, self.sink, self.plan = clip, sink, plan
+        self.packets_sent = 0
+        self.frames_sent = 0
+        self.paused = asyncio.Event()
+        self.paused.set()  # set → running
+
+    async def run(self, on_end: Callable[[], None] | None = None) -> None:
+        clip, plan = self.clip, self.plan
+        ticks = clip.frame_ticks
+        total = None if plan.duration_s is None else max(1, int(plan.duration_s * clip.fps))
+        seq, ts = 0, 0
+        start = time.monotonic()
+        n = 0
+        try:
+            while total is None or n < total:
+                await self.paused.wait()
+                frame = clip.frames[n % len(clip.frames)]
+                ps = mux_frame(frame.data, ts, frame.keyframe)
+                packets = rtp_packets(ps, seq, ts, plan.ssrc)
+                await self.sink.send(packets)
+                seq += len(packets)
+                self.packets_sent += len(packets)
+                self.frames_sent += 1
+                n += 1
+                ts += ticks
+                due = start + n / (clip.fps * max(plan.speed, 0.01))
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -1.0:  # fell far behind (paused or starved): rebase the clock
+                    start = time.monotonic() - n / (clip.fps * max(plan.speed, 0.01))
+        except (ConnectionError, OSError):
+            return
+        finally:
+            self.sink.close()
+        if on_end is not None:
+            on_end()

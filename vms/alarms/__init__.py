@@ -1,0 +1,1 @@
+"""AI alarm records: validation, images, the closed loop, statistics and live push."""

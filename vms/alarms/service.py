@@ -1,0 +1,339 @@
+"""``AlarmService.handle(event)``: one analyzer event becomes a committed alarm record.
+
+Order of work, so that nothing is lost: validate → picture to the object store (or to the
+local spool when the store is down) → ONE transaction with the Alarm row and one Table 4
+outbox row per receiver → wake the uplink, publish on the event bus, notify webhooks.
+Events of one camera are handled one at a time, so the outbox keeps the camera's order.
+If the database stays down through a few short retries, the event goes to a local journal
+(``journal.py``) and is committed when the database is back.  A replayed event (same
+ALARM_ID and status) is recognised and not recorded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from analyzers.events import AlarmEvent, AlarmStatus
+from storage.models import Alarm, Channel, Device, Organisation, Profile
+from storage.objects import ObjectStoreError
+from vms.logging import get_logger
+from vms.services import Services
+from vms.uplink import outbox, tables
+
+from . import codes, images
+from .journal import EventJournal, from_record, to_record
+from .spool import ImageSpool
+
+log = get_logger("vms.alarms")
+
+CLIP_BEFORE_S = 10.0  # clip linked to an alarm: from 10 s before the alarm ...
+CLIP_AFTER_S = 10.0  # ... to 10 s after it (or after the clear)
+COMMIT_RETRIES_S = (0.1, 0.5, 1.5)  # short database hiccups; longer outages go to the journal
+
+
+class AlarmRejected(ValueError):
+    """The event is invalid; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a call to :meth:`AlarmService.handle` did."""
+
+    alarm_id: str
+    status: int
+    created: bool  # False: a duplicate of a record already committed (nothing new written)
+    image_key: str
+    image_spooled: bool
+    image_error: str
+    event: dict[str, Any]
+    journaled: bool = False  # database down: kept in the local journal, committed later
+
+
+def validate(event: AlarmEvent) -> None:
+    if not codes.is_uuid36(event.alarm_id):
+        raise AlarmRejected(f"ALARM_ID must be a 36-character uuid, got {event.alarm_id!r}")
+    if int(event.status) not in (0, 1):
+        raise AlarmRejected(f"ALARM_STATUS must be 1 (alarm) or 0 (clear), got {event.status!r}")
+    if event.profile not in codes.CODE_TABLES:
+        raise AlarmRejected(f"unknown profile {event.profile!r}")
+    if not codes.is_valid_code(event.profile, event.alarm_type):
+        raise AlarmRejected(
+            f"ALARM_TYPE {event.alarm_type!r} is not in the {event.profile} code table"
+        )
+    if not codes.is_video_code(event.channel_id):
+        raise AlarmRejected(f"VIDEO_CODE must be 20 digits, got {event.channel_id!r}")
+    if event.at.tzinfo is None:
+        raise AlarmRejected("event time must be timezone-aware")
+
+
+def clip_ref(channel_id: str, start: Any, end: Any) -> str:
+    """A recordings-export reference: ``{channel}/{start}-{end}`` in UTC basic format."""
+    return f"{channel_id}/{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
+
+
+def clip_url(clip_key: str) -> str:
+    """The recordings export (``/api/recordings/{channel}/export.mp4``) of a clip reference."""
+    try:
+        channel, span = clip_key.split("/", 1)
+        start, end = (datetime.strptime(x, "%Y%m%dT%H%M%SZ") for x in span.split("-", 1))
+    except ValueError:
+        return ""
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return f"/api/recordings/{channel}/export.mp4?start={start:{iso}}&end={end:{iso}}"
+
+
+def event_data(alarm: Alarm, org_path: str | None, status: int) -> dict[str, Any]:
+    at = alarm.raised_at if status == 1 else alarm.cleared_at
+    return {
+        "alarm_id": alarm.alarm_id,
+        "status": status,
+        "alarm_type": alarm.alarm_type,
+        "type_name": codes.code_name(alarm.profile.value, alarm.alarm_type),
+        "profile": alarm.profile.value,
+        "rule": alarm.rule,
+        "video_code": alarm.video_code,
+        "device_code": alarm.device_code,
+        "org_id": alarm.org_id,
+        "org_path": org_path,
+        "at": at.isoformat() if at else None,
+        "handling": alarm.handling.value,
+        "image_url": f"/api/alarms/{alarm.alarm_id}/image?status={status}",
+    }
+
+
+class AlarmService:
+    """``services.alarms``; build with :meth:`from_services`."""
+
+    def __init__(
+        self,
+        services: Services,
+        spool: ImageSpool,
+        wake_uplink: Any = None,
+        webhooks: Any = None,
+        journal: EventJournal | None = None,
+    ) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.spool = spool
+        spool_root = services.settings.server.data_dir / "spool"
+        self.journal = journal or EventJournal(spool_root / "alarm-events")
+        self.journal_retry_s = 5.0
+        self._journal_wake = asyncio.Event()
+        self._journal_task: asyncio.Task[None] | None = None
+        self._wake_uplink = wake_uplink
+        self.webhooks = webhooks
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    def from_services(cls, services: Services, spool_retry_s: float = 5.0) -> AlarmService:
+        spool_dir = services.settings.server.data_dir / "spool" / "alarm-images"
+        uplink = services.uplink
+        return cls(
+            services,
+            ImageSpool(spool_dir, services.objects, spool_retry_s),
+            wake_uplink=getattr(uplink, "wake", None),
+        )
+
+    def _table4_receivers(self) -> list[str]:
+        return [r.name for r in self.settings.uplink.receivers if r.table4_url]
+
+    async def handle(self, event: AlarmEvent) -> Outcome:
+        """Commit one alarm or clear; raise :class:`AlarmRejected` for invalid input."""
+        validate(event)
+        lock = self._locks.setdefault(event.channel_id, asyncio.Lock())
+        async with lock:
+            return await self._handle(event)
+
+    async def _handle(self, event: AlarmEvent) -> Outcome:
+        status = int(event.status)
+        prepared = await asyncio.to_thread(
+            images.prepare, event.snapshot_jpeg, event.raw_jpeg, event.at
+        )
+        if prepared.error:
+            log.warning("alarm image replaced", alarm_id=event.alarm_id, reason=prepared.error)
+        key = images.image_key(event.at, event.alarm_id, status)
+        spooled = False
+        try:
+            await asyncio.to_thread(self.services.objects.put, key, prepared.data, "image/jpeg")
+        except (ObjectStoreError, OSError) as exc:
+            log.warning("object store down, image spooled", key=key, error=str(exc))
+            await asyncio.to_thread(self.spool.put, key, prepared.data)
+            spooled = True
+
+        if self.journal.pending():  # older events still wait for the database: queue behind
+            return self._journaled(event, key, spooled, prepared.error)
+        try:
+            created, data = await self._commit_with_retries(event, key, prepared.error)
+        except DBAPIError as exc:
+            log.error("database down, alarm journaled", alarm_id=event.alarm_id, error=str(exc))
+            return self._journaled(event, key, spooled, prepared.error)
+        if created:
+            self._after_commit(status, data)
+        return Outcome(event.alarm_id, status, created, key, spooled, prepared.error, data)
+
+    def _journaled(self, event: AlarmEvent, key: str, spooled: bool, error: str) -> Outcome:
+        self.journal.put(to_record(event, key, error))
+        self._journal_wake.set()
+        return Outcome(event.alarm_id, int(event.status), False, key, spooled, error, {}, True)
+
+    async def _commit_with_retries(
+        self, event: AlarmEvent, key: str, image_error: str
+    ) -> tuple[bool, dict[str, Any]]:
+        def commit(s: Session) -> tuple[bool, dict[str, Any]]:
+            return self._commit(s, event, key, image_error)
+
+        for delay in COMMIT_RETRIES_S:
+            try:
+                return await self.services.db.run(commit)
+            except DBAPIError as exc:
+                log.warning("alarm commit failed, retrying", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+        return await self.services.db.run(commit)
+
+    def _after_commit(self, status: int, data: dict[str, Any]) -> None:
+        if self._wake_uplink is not None:
+            self._wake_uplink()
+        kind = "alarm.raised" if status == 1 else "alarm.cleared"
+        self.services.events.publish(kind, **data)
+        if self.webhooks is not None:
+            self.webhooks.notify(kind, data)
+
+    async def replay_journal(self) -> int:
+        """Commit journaled events oldest first; stop at the first database failure."""
+        done = 0
+        for path in self.journal.pending():
+            record = self.journal.load(path)
+            event, key, error = from_record(record)
+            lock = self._locks.setdefault(event.channel_id, asyncio.Lock())
+            try:
+                async with lock:
+                    created, data = await self.services.db.run(
+                        lambda s, e=event, k=key, r=error: self._commit(s, e, k, r)
+                    )
+            except AlarmRejected as exc:
+                log.error("journaled alarm refused", file=path.name, error=str(exc))
+                self.journal.reject(path, str(exc))
+                continue
+            except DBAPIError as exc:
+                log.warning(
+                    "database still down", waiting=len(self.journal.pending()), error=str(exc)
+                )
+                break
+            path.unlink()
+            done += 1
+            if created:
+                self._after_commit(int(event.status), data)
+        return done
+
+    async def _journal_loop(self) -> None:
+        while True:
+            if self.journal.pending():
+                try:
+                    await self.replay_journal()
+                except Exception as exc:  # noqa: BLE001 - keep the loop alive; files stay
+                    log.error("journal replay failed", error=repr(exc))
+            self._journal_wake.clear()
+            try:
+                await asyncio.wait_for(self._journal_wake.wait(), self.journal_retry_s)
+            except TimeoutError:
+                pass
+
+    def start(self) -> None:
+        """Background work: the image spool uploader and the journal replay."""
+        self.spool.start()
+        self._journal_task = asyncio.create_task(self._journal_loop(), name="alarm-journal")
+
+    async def stop(self) -> None:
+        if self._journal_task is not None:
+            self._journal_task.cancel()
+            await asyncio.gather(self._journal_task, return_exceptions=True)
+            self._journal_task = None
+        await self.spool.stop()
+
+    def _commit(
+        self, s: Session, event: AlarmEvent, key: str, image_error: str
+    ) -> tuple[bool, dict[str, Any]]:
+        status = int(event.status)
+        row = s.execute(
+            select(Channel, Organisation)
+            .join(Device, Channel.device_pk == Device.id)
+            .outerjoin(Organisation, Device.org_id == Organisation.id)
+            .where(Channel.channel_id == event.channel_id)
+            .order_by(Channel.id)
+            .limit(1)
+        ).first()
+        channel, org = (row[0], row[1]) if row else (None, None)
+        if org is not None and org.profile.value != event.profile:
+            raise AlarmRejected(
+                f"camera {event.channel_id} belongs to a {org.profile.value} site; "
+                f"a {event.profile} code cannot be used for it"
+            )
+        org_path = org.path if org is not None else None
+        alarm = s.scalar(select(Alarm).where(Alarm.alarm_id == event.alarm_id))
+        if status == AlarmStatus.alarm:
+            if alarm is not None:
+                return False, event_data(alarm, org_path, status)  # replayed: already committed
+            detail = dict(event.detail)
+            if image_error:
+                detail["image_error"] = image_error
+            if channel is None:
+                detail["unknown_channel"] = True
+            alarm = Alarm(
+                alarm_id=event.alarm_id,
+                channel_pk=channel.id if channel else None,
+                org_id=org.id if org else None,
+                profile=Profile(event.profile),
+                alarm_type=event.alarm_type,
+                rule=event.rule,
+                active=True,
+                video_code=event.channel_id,
+                device_code=self.settings.analyzers.device_code,
+                raised_at=event.at,
+                image_key=key,
+                detail=detail,
+            )
+            if channel is not None and channel.record_enabled and self.settings.recording.enabled:
+                alarm.clip_key = clip_ref(
+                    event.channel_id,
+                    event.at - timedelta(seconds=CLIP_BEFORE_S),
+                    event.at + timedelta(seconds=CLIP_AFTER_S),
+                )
+            s.add(alarm)
+        else:
+            if alarm is None:
+                raise AlarmRejected(f"clear for unknown ALARM_ID {event.alarm_id}")
+            if alarm.alarm_type != event.alarm_type or alarm.video_code != event.channel_id:
+                raise AlarmRejected(f"clear does not match alarm {event.alarm_id}")
+            if not alarm.active:
+                return False, event_data(alarm, org_path, status)  # replayed clear
+            alarm.active = False
+            alarm.cleared_at = event.at
+            alarm.clear_image_key = key
+            detail = dict(alarm.detail or {})
+            if image_error:
+                detail["clear_image_error"] = image_error
+            alarm.detail = detail
+            if alarm.clip_key:
+                start = alarm.raised_at - timedelta(seconds=CLIP_BEFORE_S)
+                alarm.clip_key = clip_ref(
+                    event.channel_id, start, event.at + timedelta(seconds=CLIP_AFTER_S)
+                )
+        payload = tables.table4(
+            event.alarm_id,
+            event.alarm_type,
+            status,
+            event.at,
+            self.settings.server.timezone,
+            self.settings.analyzers.device_code,
+            event.channel_id,
+        )
+        outbox.enqueue(s, self._table4_receivers(), tables.TABLE4, event.channel_id, payload, key)
+        s.flush()
+        return True, event_data(alarm, org_path, status)

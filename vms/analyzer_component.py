@@ -1,0 +1,87 @@
+"""Wires the analyzer pool into the node: ``services.analyzers``, cameras from the database.
+
+Each channel whose ``analysis`` JSON has ``enabled: true`` is configured at start with its
+device organisation's profile (enterprise or gas station); alarms go to
+``services.alarms.handle`` (logged only when the node has no alarm service).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from analyzers.config import AnalysisConfig
+from analyzers.engine import ConfigRejected
+from analyzers.events import AlarmEvent
+from analyzers.manifest import ManifestError, ModelMissing
+from analyzers.pool import AnalyzerPool
+from storage.models import Channel, Device, Organisation, OrgKind
+from vms.logging import get_logger
+from vms.services import Services
+
+log = get_logger("vms.analyzers")
+
+
+def profile_of(kind: OrgKind | None) -> str:
+    return "gas_station" if kind == OrgKind.gas_station else "enterprise"
+
+
+def enabled_channels(s: Session) -> list[tuple[str, str, dict[str, Any]]]:
+    """(channel_id, profile, analysis) for every channel with analysis switched on."""
+    rows = s.execute(
+        select(Channel.channel_id, Organisation.kind, Channel.analysis)
+        .join(Device, Channel.device_pk == Device.id)
+        .outerjoin(Organisation, Device.org_id == Organisation.id)
+        .order_by(Channel.id)
+    )
+    return [
+        (cid, profile_of(kind), dict(analysis))
+        for cid, kind, analysis in rows
+        if isinstance(analysis, dict) and analysis.get("enabled")
+    ]
+
+
+class AnalyzerComponent:
+    name = "analyzers"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.pool = AnalyzerPool(services.settings, services.media, emit=self.emit)
+
+    async def emit(self, event: AlarmEvent) -> None:
+        if self.services.alarms is None:
+            log.warning(
+                "no alarm service: alarm not stored",
+                alarm_id=event.alarm_id,
+                status=int(event.status),
+                channel=event.channel_id,
+                alarm_type=event.alarm_type,
+            )
+            return
+        await self.services.alarms.handle(event)
+
+    async def start(self) -> None:
+        await self.pool.start()
+        self.services.analyzers = self.pool
+        for cid, profile, raw in await self.services.db.run(enabled_channels):
+            try:
+                await self.pool.configure(cid, profile, AnalysisConfig.model_validate(raw))
+            except (ValidationError, ConfigRejected, ModelMissing, ManifestError) as exc:
+                log.error("camera analysis not started", channel=cid, error=str(exc))
+
+    async def stop(self) -> None:
+        self.services.analyzers = None
+        await self.pool.stop()
+
+
+def analyzer_factory(services: Services) -> AnalyzerComponent | None:
+    """Factory for ``vms.app.component_factories()``: after the media hub (it subscribes)."""
+    if not services.settings.analyzers.enabled:
+        return None
+    if services.media is None:
+        log.warning("analyzers enabled but no media hub: analysis off")
+        return None
+    return AnalyzerComponent(services)

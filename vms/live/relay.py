@@ -1,0 +1,115 @@
+"""One hub subscription per channel, shared by every live viewer of that channel.
+
+The hub already fans out to its consumers; pulling once per channel here keeps
+the hub's consumer count (and its statistics) at one "live" consumer however
+many browsers watch, and lets the live service drop a viewer without touching
+the hub.  Each viewer gets its own bounded :class:`Subscription`, so a slow
+browser skips to the next keyframe without holding back the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Protocol
+
+from vms.logging import get_logger
+from vms.media.frames import AccessUnit, Gap, Subscription
+
+log = get_logger("vms.live.relay")
+
+
+class Hub(Protocol):
+    """The part of ``vms.media.hub.StreamHub`` the live view uses."""
+
+    def subscribe(self, channel_id: str, name: str, maxlen: int = 256) -> Subscription: ...
+
+
+class ChannelRelay:
+    """Pulls one channel from the hub and copies each unit to its viewers."""
+
+    def __init__(self, hub: Hub, channel_id: str, viewer_maxlen: int) -> None:
+        self.channel_id = channel_id
+        self.viewer_maxlen = viewer_maxlen
+        self.viewers: set[Subscription] = set()
+        self.units = 0
+        self._source = hub.subscribe(channel_id, f"live:{channel_id}", maxlen=viewer_maxlen)
+        self._task = asyncio.create_task(self._pump(), name=f"live-relay-{channel_id}")
+
+    def attach(self, name: str) -> Subscription:
+        """A new viewer queue; it starts at the channel's next keyframe."""
+        sub = Subscription(self.channel_id, name, self.viewer_maxlen, on_close=self._detach)
+        self.viewers.add(sub)
+        return sub
+
+    def _detach(self, sub: Subscription) -> None:
+        self.viewers.discard(sub)
+
+    @property
+    def idle(self) -> bool:
+        return not self.viewers
+
+    async def _pump(self) -> None:
+        try:
+            async for item in self._source:
+                if isinstance(item, AccessUnit):
+                    self.units += 1
+                for viewer in tuple(self.viewers):
+                    viewer.offer(item)
+        except asyncio.CancelledError:
+            raise
+        finally:
+            # The source ended (hub stopped): end every viewer's stream too.
+            for viewer in tuple(self.viewers):
+                viewer.offer(Gap(self.channel_id, "stream-lost"))
+                viewer.close()
+
+    async def close(self) -> None:
+        self._source.close()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "channel_id": self.channel_id,
+            "viewers": len(self.viewers),
+            "units": self.units,
+            "dropped": sum(v.dropped for v in self.viewers),
+        }
+
+
+class RelayPool:
+    """Creates a channel's relay on its first viewer and closes it after its last."""
+
+    def __init__(self, hub_getter: Any, viewer_maxlen: int = 120) -> None:
+        self._hub_getter = hub_getter
+        self._viewer_maxlen = viewer_maxlen
+        self._relays: dict[str, ChannelRelay] = {}
+
+    def attach(self, channel_id: str, name: str) -> Subscription:
+        relay = self._relays.get(channel_id)
+        if relay is None:
+            hub = self._hub_getter()
+            if hub is None:
+                raise LookupError("the media hub is not running")
+            relay = ChannelRelay(hub, channel_id, self._viewer_maxlen)
+            self._relays[channel_id] = relay
+            log.info("live relay opened", channel_id=channel_id)
+        return relay.attach(name)
+
+    async def release_idle(self) -> None:
+        """Close relays nobody watches any more (their hub subscription goes with them)."""
+        for channel_id, relay in list(self._relays.items()):
+            if relay.idle:
+                del self._relays[channel_id]
+                await relay.close()
+                log.info("live relay closed", channel_id=channel_id)
+
+    async def close(self) -> None:
+        relays, self._relays = list(self._relays.values()), {}
+        for relay in relays:
+            await relay.close()
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [r.stats() for r in self._relays.values()]

@@ -1,0 +1,410 @@
+"""The stream hub: one pulled stream per channel, fanned out to many subscriptions.
+
+Demand drives the pull: the first subscription of a channel allocates a port
+and SSRC, asks the SIP server to INVITE the device (``services.sip.play``) and
+receives; the last one leaving sends BYE after ``media.idle_close_s``.  A lost
+stream (no packets for ``media.stream_timeout_s``, device BYE, TCP cut) gives
+every consumer a :class:`Gap`, publishes ``stream.lost`` and is re-INVITEd with
+exponential backoff while anyone still subscribes.  The receive path never
+waits on a consumer: :meth:`Subscription.offer` drops a slow one to the next
+keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from sip.media_api import (
+    MediaOffer,
+    MediaTransport,
+    PlayError,
+    PlayMode,
+    PlayRequest,
+    PlaySession,
+)
+from storage.models import Channel, Device
+from vms.logging import get_logger
+from vms.services import Services
+
+from .frames import AccessUnit, Gap, Subscription
+from .ports import PoolExhausted, PortPool, SsrcAllocator, ssrc_value
+from .ps import PsDemuxer
+from .receiver import RtpIngest, TcpActiveReceiver, TcpPassiveReceiver, UdpReceiver
+from .stream import Stream, StreamKey
+
+log = get_logger("vms.media.hub")
+
+RETRY_MIN_S = 1.0
+RETRY_MAX_S = 60.0
+BIND_ATTEMPTS = 20  # ports tried when some in the range are taken by other processes
+WATCH_INTERVAL_S = 0.1
+IFRAME_COMMAND = "<IFameCmd>Send</IFameCmd>\r\n"  # GB28181 A.2.3 (the standard's spelling)
+
+
+class StreamHub:
+    name = "media"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings.media
+        self.ports = PortPool(self.settings.rtp_port_min, self.settings.rtp_port_max)
+        self.ssrcs = SsrcAllocator(services.settings.sip.domain)
+        self._live: dict[str, Stream] = {}
+        self._playback: dict[StreamKey, Stream] = {}
+        self._held: dict[str, Subscription] = {}  # pulls started through the API
+        self._serial = itertools.count(1)
+        self._sip_listening: Any = None
+        self._background: set[asyncio.Task[None]] = set()  # BYEs of closed streams, IFameCmds
+        self._ticker_task: asyncio.Task[None] | None = None
+        self.retry_min_s = RETRY_MIN_S  # re-INVITE backoff, doubled per failed attempt
+        self.retry_max_s = RETRY_MAX_S
+
+    # --- component -------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.services.media = self
+        self._listen_sip()
+        self._ticker_task = asyncio.get_running_loop().create_task(
+            self._ticker(), name="media-ticker"
+        )
+
+    async def stop(self) -> None:
+        for stream in [*self._live.values(), *self._playback.values()]:
+            self._close_stream(stream)
+        tasks = list(self._background)
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        self._held.clear()
+        if self._ticker_task is not None:
+            self._ticker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker_task
+            self._ticker_task = None
+
+    # --- public API --------------------------------------------------------
+
+    def subscribe(self, channel_id: str, name: str, maxlen: int = 256) -> Subscription:
+        """Register demand for a channel's live stream; starts the pull if needed."""
+        stream = self._live.get(channel_id)
+        if stream is None:
+            stream = self._live[channel_id] = Stream(StreamKey(channel_id))
+            self._start_pull(stream)
+        return self._attach(stream, name, maxlen)
+
+    def open_playback(
+        self,
+        channel_id: str,
+        start: datetime,
+        end: datetime,
+        name: str = "playback",
+        maxlen: int = 1024,
+    ) -> tuple[StreamKey, Subscription]:
+        """Replay a range from the device's own storage (GB28181 Playback INVITE).
+
+        The subscription ends (iteration stops) when the device finishes the range.
+        """
+        if end <= start:
+            raise ValueError("playback end must be after start")
+        key = StreamKey(channel_id, PlayMode.playback, start, end, next(self._serial))
+        stream = self._playback[key] = Stream(key)
+        self._start_pull(stream)
+        return key, self._attach(stream, name, maxlen)
+
+    def publish(self, item: AccessUnit | Gap) -> None:
+        """Fan a unit out to the channel's live subscriptions (receive path and tests)."""
+        stream = self._live.get(item.channel_id)
+        if stream is not None:
+            stream.deliver(item)
+
+    def channels(self) -> list[str]:
+        return sorted(self._live)
+
+    def stats(self, channel_id: str) -> dict[str, Any] | None:
+        stream = self._live.get(channel_id)
+        return None if stream is None else stream.describe(self.settings.transport)
+
+    def playback_stats(self, key: StreamKey) -> dict[str, Any] | None:
+        stream = self._playback.get(key)
+        return None if stream is None else stream.describe(self.settings.transport)
+
+    def request_keyframe(self, channel_id: str) -> bool:
+        """Ask the device for an IDR now (DeviceControl ``IFameCmd``), e.g. for a new viewer.
+
+        Best effort and non-blocking; False when there is no live pull to ask for.
+        """
+        stream = self._live.get(channel_id)
+        control = getattr(self.services.sip, "device_control", None)
+        if stream is None or stream.device_id is None or not callable(control):
+            return False
+        task = asyncio.get_running_loop().create_task(
+            self._iframe(control, stream.device_id, channel_id), name="media-iframe"
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return True
+
+    @staticmethod
+    async def _iframe(control: Any, device_id: str, channel_id: str) -> None:
+        try:
+            await control(device_id, channel_id, IFRAME_COMMAND)
+        except Exception as exc:  # noqa: BLE001 - a refused request only costs a GOP
+            log.info("keyframe request failed", channel=channel_id, error=repr(exc))
+
+    def hold(self, channel_id: str) -> bool:
+        """Keep a live pull running without a consumer (API "start"); False if already held."""
+        if channel_id in self._held:
+            return False
+        self._held[channel_id] = self.subscribe(channel_id, "api-hold", maxlen=1)
+        return True
+
+    def release(self, channel_id: str) -> bool:
+        sub = self._held.pop(channel_id, None)
+        if sub is None:
+            return False
+        sub.close()
+        return True
+
+    # --- subscriptions ---------------------------------------------------------
+
+    def _attach(self, stream: Stream, name: str, maxlen: int) -> Subscription:
+        if stream.idle_timer is not None:
+            stream.idle_timer.cancel()
+            stream.idle_timer = None
+        sub = Subscription(stream.key.channel_id, name, maxlen, on_close=self._detach(stream))
+        stream.subs.append(sub)
+        return sub
+
+    def _detach(self, stream: Stream) -> Any:
+        def on_close(sub: Subscription) -> None:
+            with contextlib.suppress(ValueError):
+                stream.subs.remove(sub)
+            if stream.subs or stream.closing:
+                return
+            if stream.key.mode is PlayMode.live and self.settings.idle_close_s > 0:
+                loop = asyncio.get_running_loop()
+                stream.idle_timer = loop.call_later(
+                    self.settings.idle_close_s, self._close_stream, stream
+                )
+            else:
+                self._close_stream(stream)
+
+        return on_close
+
+    def _close_stream(self, stream: Stream) -> None:
+        if stream.closing:
+            return
+        stream.closing = True
+        stream.state = "closed"
+        if stream.idle_timer is not None:
+            stream.idle_timer.cancel()
+        if stream.key.mode is PlayMode.live:
+            if self._live.get(stream.key.channel_id) is stream:
+                del self._live[stream.key.channel_id]
+        else:
+            self._playback.pop(stream.key, None)
+        for sub in list(stream.subs):
+            sub.close()
+        if stream.task is not None and not stream.task.done():
+            stream.task.cancel()
+            self._background.add(stream.task)
+            stream.task.add_done_callback(self._background.discard)
+
+    # --- pulling -------------------------------------------------------------
+
+    def _listen_sip(self) -> Any:
+        sip = self.services.sip
+        if sip is not None and self._sip_listening is not sip:
+            sip.add_session_listener(self._session_ended)
+            self._sip_listening = sip
+        return sip
+
+    def _start_pull(self, stream: Stream) -> None:
+        if self._listen_sip() is None:
+            stream.state = "no-sip"  # units arrive through publish() only
+            return
+        stream.task = asyncio.get_running_loop().create_task(
+            self._run(stream), name=f"media-pull-{stream.key.channel_id}"
+        )
+
+    def _session_ended(self, session: PlaySession, reason: str) -> None:
+        for stream in [*self._live.values(), *self._playback.values()]:
+            if stream.session is not None and stream.session.call_id == session.call_id:
+                stream.end_reason = f"device ended session: {reason}"
+                stream.ended_by_device = True
+                stream.ended.set()
+
+    async def _run(self, stream: Stream) -> None:
+        backoff = self.retry_min_s
+        while not stream.closing:
+            stream.attempts += 1
+            got_data = False
+            try:
+                got_data = await self._pull_once(stream)
+                reason = stream.end_reason or "stream-lost"
+            except asyncio.CancelledError:
+                raise
+            except (PlayError, PoolExhausted, LookupError, OSError, TimeoutError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a bad answer or a bug must not end the pull loop
+                log.exception("stream pull failed", channel=stream.key.channel_id)
+                reason = f"{type(exc).__name__}: {exc}"
+            stream.last_error = reason
+            if stream.closing:
+                break
+            self._lost(stream, reason, got_data)
+            if stream.key.mode is not PlayMode.live:
+                self._close_stream(stream)  # a finished or failed playback is not retried
+                break
+            if got_data:
+                backoff = self.retry_min_s
+            log.info("stream retry", channel=stream.key.channel_id, in_s=backoff, reason=reason)
+            stream.retry_delays.append(backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.retry_max_s)
+
+    def _lost(self, stream: Stream, reason: str, got_data: bool) -> None:
+        """Tell consumers (a Gap, if they had frames) and the event bus."""
+        invited = stream.state == "receiving"
+        stream.state = "lost"
+        if got_data and (stream.key.mode is PlayMode.live or not stream.ended_by_device):
+            stream.deliver(Gap(stream.key.channel_id, "stream-lost", time.time()))
+        kind = "stream.lost" if invited or got_data else "stream.failed"
+        self.services.events.publish(
+            kind, channel_id=stream.key.channel_id, mode=stream.key.mode.value, reason=reason
+        )
+        log.warning(kind, channel=stream.key.channel_id, reason=reason)
+
+    async def _device_of(self, channel_id: str) -> str:
+        def query(s: Any) -> str | None:
+            stmt = (
+                select(Device.device_id)
+                .join(Channel, Channel.device_pk == Device.id)
+                .where(Channel.channel_id == channel_id)
+                .limit(1)
+            )
+            return s.scalar(stmt)
+
+        device_id = await self.services.db.run(query)
+        if device_id is None:
+            raise LookupError(f"channel {channel_id} is not in the database")
+        return device_id
+
+    async def _bind(self, ingest: RtpIngest, transport: MediaTransport) -> tuple[int, Any]:
+        host = self.settings.bind_host
+        for _ in range(BIND_ATTEMPTS):
+            port = self.ports.allocate()
+            try:
+                if transport is MediaTransport.udp:
+                    return port, await UdpReceiver.open(ingest, host, port)
+                if transport is MediaTransport.tcp_passive:
+                    return port, await TcpPassiveReceiver.open(ingest, host, port)
+                return port, None  # tcp-active: we connect after the answer
+            except OSError:
+                self.ports.release(port)  # taken by another process: try the next one
+        raise PoolExhausted(f"no bindable RTP port after {BIND_ATTEMPTS} tries")
+
+    async def _pull_once(self, stream: Stream) -> bool:
+        key = stream.key
+        sip = self.services.sip
+        stream.state = "inviting"
+        stream.ended.clear()
+        stream.end_reason = ""
+        stream.ended_by_device = False
+        stream.device_id = await self._device_of(key.channel_id)
+        transport = MediaTransport(self.settings.transport)
+        ssrc = self.ssrcs.allocate(history=key.mode is not PlayMode.live)
+        demuxer = PsDemuxer(key.channel_id, keep_audio=self.settings.keep_audio)
+        ingest = RtpIngest(
+            demuxer,
+            stream.deliver,
+            ssrc_value(ssrc),
+            stream.stats,
+            reorder=transport is MediaTransport.udp,
+        )
+        port: int | None = None
+        receiver: Any = None
+        session: PlaySession | None = None
+        packets_before = stream.stats.packets
+        try:
+            port, receiver = await self._bind(ingest, transport)
+            stream.port, stream.ssrc, stream.ingest, stream.demuxer = port, ssrc, ingest, demuxer
+            offer = MediaOffer(self.settings.sdp_ip, port, ssrc, transport)
+            request = PlayRequest(stream.device_id, key.channel_id, key.mode, key.start, key.end)
+            session = stream.session = await sip.play(request, offer)
+            answer = session.answer
+            if answer.ssrc and answer.ssrc != ssrc:
+                ingest.rekey(ssrc_value(answer.ssrc))
+                log.info("device re-keyed ssrc", channel=key.channel_id, ssrc=answer.ssrc)
+            if transport is MediaTransport.tcp_active:
+                receiver = await TcpActiveReceiver.connect(ingest, answer.ip, answer.port)
+            stream.state = "receiving"
+            self.services.events.publish(
+                "stream.started", channel_id=key.channel_id, mode=key.mode.value, port=port
+            )
+            await self._watch(stream, ingest, receiver)
+        finally:
+            if receiver is not None:
+                receiver.close()
+            if port is not None:
+                self.ports.release(port)
+            self.ssrcs.release(ssrc)
+            if key.mode is not PlayMode.live and stream.ended_by_device:
+                for item in demuxer.flush():
+                    stream.deliver(item)
+            done = stream.sequence_done
+            seq = ingest.sequence
+            done.received += seq.received
+            done.lost += seq.lost
+            done.duplicates += seq.duplicates
+            done.late += seq.late
+            done.restarts += seq.restarts
+            stream.ingest = None
+            stream.session = None
+            if session is not None and not stream.ended_by_device:
+                try:
+                    await asyncio.wait_for(sip.stop(session), 5)
+                except Exception as exc:  # noqa: BLE001 - BYE is best effort; the port is freed
+                    log.warning("bye failed", channel=key.channel_id, error=repr(exc))
+        return stream.stats.packets > packets_before
+
+    async def _watch(self, stream: Stream, ingest: RtpIngest, receiver: Any) -> None:
+        """Return when the stream ends: device BYE, timeout or a cut TCP-active link."""
+        stream.invited_at = time.monotonic()
+        stream.receiver = receiver
+        try:
+            await stream.ended.wait()
+        finally:
+            stream.receiver = None
+
+    async def _ticker(self) -> None:
+        """One timer for all streams: reorder holes, receive timeouts, cut TCP links."""
+        timeout = self.settings.stream_timeout_s
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            now = time.monotonic()
+            for stream in [*self._live.values(), *self._playback.values()]:
+                ingest = stream.ingest
+                if stream.state != "receiving" or ingest is None or stream.ended.is_set():
+                    continue
+                ingest.tick(now)
+                last = max(stream.stats.last_packet_at or 0.0, stream.invited_at)
+                if now - last > timeout:
+                    stream.end_reason = f"no RTP for {timeout:g} s"
+                    stream.ended.set()
+                elif (
+                    isinstance(stream.receiver, TcpActiveReceiver) and stream.receiver.lost.is_set()
+                ):
+                    stream.end_reason = "tcp connection closed"
+                    stream.ended.set()
+
+
+def create_hub(services: Services) -> StreamHub:
+    """Component factory for ``vms.app.component_factories``."""
+    return StreamHub(services)

@@ -1,0 +1,107 @@
+"""One pulled stream: its key, state, receive objects, counters and subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sip.media_api import PlayMode, PlaySession
+
+from .frames import AccessUnit, Gap, Subscription
+from .ps import AudioPacket, PsDemuxer
+from .receiver import RtpIngest
+from .reorder import SequenceStats
+from .stats import StreamStats
+
+
+@dataclass(frozen=True)
+class StreamKey:
+    channel_id: str
+    mode: PlayMode = PlayMode.live
+    start: datetime | None = None
+    end: datetime | None = None
+    serial: int = 0  # tells apart two playbacks of the same range
+
+
+@dataclass(eq=False)
+class Stream:
+    key: StreamKey
+    subs: list[Subscription] = field(default_factory=list)
+    stats: StreamStats = field(default_factory=StreamStats)
+    state: str = "idle"  # idle, inviting, receiving, lost, closed
+    device_id: str | None = None
+    port: int | None = None
+    ssrc: str | None = None
+    session: PlaySession | None = None
+    ingest: RtpIngest | None = None
+    demuxer: PsDemuxer | None = None
+    task: asyncio.Task[None] | None = None
+    idle_timer: asyncio.TimerHandle | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    end_reason: str = ""
+    ended_by_device: bool = False
+    closing: bool = False
+    attempts: int = 0
+    last_error: str = ""
+    sequence_done: SequenceStats = field(default_factory=SequenceStats)
+    audio_packets: int = 0
+    retry_delays: list[float] = field(default_factory=list)
+    codec: str | None = None
+    receiver: Any = None  # the transport object while receiving
+    invited_at: float = 0.0  # time.monotonic() of the 200 OK
+
+    def deliver(self, item: AccessUnit | Gap | AudioPacket) -> None:
+        """Fan one unit out; never blocks (each Subscription bounds itself)."""
+        if isinstance(item, AudioPacket):
+            self.audio_packets += 1
+            return
+        if isinstance(item, AccessUnit):
+            self.stats.on_frame(item.keyframe, item.wallclock)
+            self.codec = item.codec.value
+        else:
+            self.stats.gaps += 1
+        for sub in self.subs:
+            sub.offer(item)
+
+    def sequence(self) -> SequenceStats:
+        done = self.sequence_done
+        live = self.ingest.sequence if self.ingest else SequenceStats()
+        return SequenceStats(
+            received=done.received + live.received,
+            lost=done.lost + live.lost,
+            duplicates=done.duplicates + live.duplicates,
+            late=done.late + live.late,
+            restarts=done.restarts + live.restarts,
+        )
+
+    def describe(self, transport: str) -> dict[str, Any]:
+        """Statistics for the API: state, counters, rates, consumers."""
+        now = time.monotonic()
+        seq = self.sequence()
+        demuxer = self.demuxer
+        out: dict[str, Any] = {
+            "channel_id": self.key.channel_id,
+            "mode": self.key.mode.value,
+            "state": self.state,
+            "device_id": self.device_id,
+            "transport": transport,
+            "port": self.port,
+            "ssrc": self.ssrc,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "codec": self.codec,
+            "resolution": list(demuxer.resolution) if demuxer and demuxer.resolution else None,
+            "lost": seq.lost,
+            "duplicates": seq.duplicates,
+            "late": seq.late,
+            "loss_pct": round(100 * seq.loss_ratio, 3),
+            "audio_packets": self.audio_packets,
+            "consumers": [
+                {"name": s.name, "pending": s.pending(), "dropped": s.dropped} for s in self.subs
+            ],
+        }
+        out.update(self.stats.as_dict(now))
+        return out

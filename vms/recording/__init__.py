@@ -1,0 +1,1 @@
+"""Continuous recording to the object store, its index, retention, and replay helpers."""

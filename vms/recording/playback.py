@@ -1,0 +1,148 @@
+"""Replay from the NVR's own storage when we did not record (GB28181 RecordInfo + Playback).
+
+A job asks the hub for a playback stream of the range (Playback INVITE through
+the SIP server), records it like a live channel into temporary segments
+(``source="playback"``, kept ``playback_ttl_hours``) and the same HLS/export
+endpoints serve them.  Wall-clock time comes from the requested start plus the
+stream's PTS, not from when the units arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+
+from storage.models import RecordingSegment
+from vms.logging import get_logger
+
+if TYPE_CHECKING:
+    from .recorder import Recorder
+
+log = get_logger("vms.recording.playback")
+
+SOURCE = "playback"
+MAX_JOBS = 32  # finished jobs kept for status queries
+
+
+class PlaybackUnavailable(Exception):
+    """No SIP server or media hub able to replay from the device."""
+
+
+@dataclass
+class PlaybackJob:
+    id: str
+    channel_id: str
+    device_id: str
+    start: datetime
+    end: datetime
+    state: str = "starting"  # starting, running, done, failed
+    error: str = ""
+    segments: int = 0
+    created: float = field(default_factory=time.time)
+    task: asyncio.Task[None] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "channel_id": self.channel_id,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "state": self.state,
+            "error": self.error,
+            "segments": self.segments,
+        }
+
+
+async def device_ranges(
+    services: Any, device_id: str, channel_id: str, start: datetime, end: datetime
+) -> tuple[list[tuple[datetime, datetime]], bool]:
+    """The ranges the NVR holds for a channel (MANSCDP RecordInfo), merged; and completeness."""
+    sip = services.sip
+    if sip is None or not hasattr(sip, "record_info"):
+        raise PlaybackUnavailable("no SIP server on this node")
+    result = await sip.record_info(device_id, channel_id, start, end)
+    return list(result.ranges), bool(result.complete)
+
+
+class DevicePlayback:
+    """The playback jobs of one node, owned by the recorder."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.jobs: dict[str, PlaybackJob] = {}
+
+    def start(self, channel_id: str, device_id: str, start: datetime, end: datetime) -> PlaybackJob:
+        hub = self.recorder.services.media
+        if hub is None or not hasattr(hub, "open_playback") or self.recorder.services.sip is None:
+            raise PlaybackUnavailable("no media hub or SIP server for device playback")
+        job = PlaybackJob(uuid.uuid4().hex, channel_id, device_id, start, end)
+        job.task = asyncio.create_task(self._run(job), name=f"playback-{job.id[:8]}")
+        self.jobs[job.id] = job
+        for old in sorted(self.jobs.values(), key=lambda j: j.created)[:-MAX_JOBS]:
+            if old.state in ("done", "failed"):
+                del self.jobs[old.id]
+        return job
+
+    async def _run(self, job: PlaybackJob) -> None:
+        from .recorder import ChannelRecording
+
+        services = self.recorder.services
+        rec: ChannelRecording | None = None
+        try:
+            await asyncio.to_thread(self._drop_old_copies, job)
+            _, sub = services.media.open_playback(
+                job.channel_id, job.start, job.end, name="recorder-playback"
+            )
+            job.state = "running"
+            rec = ChannelRecording(
+                self.recorder, job.channel_id, sub, SOURCE, anchor_wall=job.start.timestamp()
+            )
+            limit = (job.end - job.start).total_seconds() + services.settings.media.stream_timeout_s
+            await asyncio.wait_for(asyncio.shield(rec.task), limit + 30)
+            await rec.flush()
+            job.segments = rec.segments
+            job.state = "done" if rec.segments else "failed"
+            if not rec.segments:
+                job.error = "the device sent no playable video for this range"
+        except asyncio.CancelledError:
+            job.state, job.error = "failed", "cancelled"
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported through the job
+            job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.warning("device playback failed", channel=job.channel_id, error=job.error)
+        finally:
+            if rec is not None:
+                job.segments = rec.segments
+                with contextlib.suppress(Exception):
+                    await rec.stop()
+
+    def _drop_old_copies(self, job: PlaybackJob) -> None:
+        """An earlier copy of an overlapping range would be played twice: remove it first."""
+        services = self.recorder.services
+        where = (
+            RecordingSegment.source == SOURCE,
+            RecordingSegment.channel_id == job.channel_id,
+            RecordingSegment.start < job.end,
+            RecordingSegment.end > job.start,
+        )
+        with services.db.session() as s:
+            keys = [k for k in s.scalars(select(RecordingSegment.object_key).where(*where)) if k]
+            s.execute(delete(RecordingSegment).where(*where))
+        for key in keys:
+            with contextlib.suppress(Exception):
+                services.objects.delete(key)
+
+    async def stop(self) -> None:
+        tasks = [j.task for j in self.jobs.values() if j.task is not None and not j.task.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,368 @@
+"""The recorder component: one hub subscription and one writer thread per recorded channel.
+
+The event-loop side only moves units from the hub subscription into a bounded
+thread queue; muxing, spool writes, uploads and indexing happen in the
+channel's thread.  When the disk falls behind and the queue fills, units are
+dropped up to the next keyframe and the hole is recorded as a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import shutil
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.models import Channel, Device, DeviceStatus
+from vms.logging import get_logger
+from vms.media.frames import AccessUnit, Gap, Subscription
+from vms.services import Services
+
+from .index import store_gap, store_segment
+from .playback import DevicePlayback
+from .recovery import recover_spool
+from .retention import RetentionResult, prune
+from .segment import DONE_SUFFIX, SegmentInfo
+from .writer import ChannelWriter, GapInfo
+
+log = get_logger("vms.recording")
+
+REFRESH_EVENTS = {"catalog.updated", "device.online", "device.offline", "channel.updated"}
+OFF_STATUSES = ("OFF", "OFFLINE")
+STALE_SPOOL_S = 120.0  # a closed spool file older than this was not uploaded: retry it
+
+
+class _Flush:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def finish(self) -> None:
+        self.loop.call_soon_threadsafe(lambda: self.done.done() or self.done.set_result(None))
+
+
+_STOP = object()
+
+
+class ChannelRecording:
+    """A channel being recorded: its subscription, pump task, queue and writer thread."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        channel_id: str,
+        sub: Subscription,
+        source: str = "recorder",
+        anchor_wall: float | None = None,
+    ) -> None:
+        cfg = recorder.services.settings.recording
+        self.channel_id = channel_id
+        self.source = source
+        self.sub = sub
+        self.recorder = recorder
+        self.queue: queue.Queue[Any] = queue.Queue(cfg.queue_frames)
+        self.dropped = 0
+        self.segments = 0
+        self.gaps = 0
+        self.errors = 0
+        self._dropping = False
+        self.writer = ChannelWriter(
+            channel_id,
+            recorder.spool if source == "recorder" else recorder.spool / source,
+            cfg.segment_s,
+            cfg.max_jump_s,
+            self._on_segment,
+            self._on_gap,
+            anchor_wall=anchor_wall,
+        )
+        self.thread = threading.Thread(target=self._run, name=f"rec-{channel_id}", daemon=True)
+        self.thread.start()
+        self.task = asyncio.create_task(self._pump(), name=f"rec-pump-{channel_id}")
+
+    async def _pump(self) -> None:
+        try:
+            async for item in self.sub:
+                self.offer(item)
+        except asyncio.CancelledError:
+            pass
+
+    def offer(self, item: AccessUnit | Gap) -> None:
+        """Queue a unit for the writer, never blocking; overflow drops to the next keyframe."""
+        if self._dropping:
+            room = self.queue.qsize() < self.queue.maxsize - 1
+            if isinstance(item, Gap) or not item.keyframe or not room:
+                self.dropped += 1
+                return
+            self._dropping = False
+            self.queue.put_nowait(Gap(self.channel_id, "disk-slow", item.wallclock))
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:
+            self._dropping = True
+            self.dropped += 1
+            log.warning("recorder queue full: dropping to next keyframe", channel=self.channel_id)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is _STOP:
+                    self.writer.close()
+                    return
+                if isinstance(item, _Flush):
+                    self.writer.close()
+                    item.finish()
+                    continue
+                self.writer.handle(item)
+            except Exception as exc:  # noqa: BLE001 - keep recording the next units
+                self.errors += 1
+                if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th, 8th...: no log flood
+                    log.error(
+                        "recording write failed",
+                        channel=self.channel_id,
+                        errors=self.errors,
+                        error=repr(exc),
+                    )
+                with contextlib.suppress(Exception):
+                    self.writer.break_run("write-error")
+
+    def _on_segment(self, info: SegmentInfo) -> None:
+        try:
+            services = self.recorder.services
+            row = store_segment(services.db, services.objects, info, source=self.source)
+        except Exception as exc:  # noqa: BLE001 - the spool file stays for a later retry
+            log.error("segment upload failed", channel=self.channel_id, error=repr(exc))
+            return
+        if row is not None:
+            self.segments += 1
+            events, loop = self.recorder.services.events, self.recorder.loop
+            if loop is None or loop.is_closed():
+                return
+            loop.call_soon_threadsafe(
+                lambda: events.publish(
+                    "recording.segment",
+                    channel_id=self.channel_id,
+                    segment_id=row.id,
+                    source=self.source,
+                )
+            )
+
+    def _on_gap(self, gap: GapInfo) -> None:
+        try:
+            store_gap(self.recorder.services.db, gap, self.source)
+            self.gaps += 1
+        except Exception as exc:  # noqa: BLE001
+            log.error("gap index failed", channel=self.channel_id, error=repr(exc))
+
+    async def flush(self) -> None:
+        """Close the open segment and wait until it is uploaded and indexed."""
+        for _ in range(500):  # let the pump move what the hub already delivered
+            if not self.sub.pending():
+                break
+            await asyncio.sleep(0.01)
+        marker = _Flush(asyncio.get_running_loop())
+        await asyncio.to_thread(self.queue.put, marker)
+        await marker.done
+
+    async def stop(self) -> None:
+        self.sub.close()  # the pump drains what is queued, then ends
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), 5)
+        except TimeoutError:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await asyncio.to_thread(self.queue.put, _STOP)
+        await asyncio.to_thread(self.thread.join)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "queued": self.queue.qsize(),
+            "dropped": self.dropped + self.sub.dropped,
+            "skipped": self.writer.skipped,
+            "segments": self.segments,
+            "gaps": self.gaps,
+            "errors": self.errors,
+        }
+
+
+class Recorder:
+    """Records every ``record_enabled`` channel of an online, active device while enabled."""
+
+    name = "recorder"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        settings = services.settings
+        self.spool: Path = settings.recording.spool_dir or settings.server.data_dir / "spool"
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.playback = DevicePlayback(self)
+        self.channels: dict[str, ChannelRecording] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._refresh = asyncio.Event()
+        self._listening = asyncio.Event()
+        self._warned_no_hub = False
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.spool.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(shutil.rmtree, self.spool / "playback", True)  # temporary copies
+        counts = await asyncio.to_thread(
+            recover_spool, self.services.db, self.services.objects, self.spool
+        )
+        if counts:
+            log.info("spool recovered", **counts)
+        self._tasks = [
+            asyncio.create_task(self._refresh_loop(), name="recorder-refresh"),
+            asyncio.create_task(self._events_loop(), name="recorder-events"),
+            asyncio.create_task(self._maintenance_loop(), name="recorder-maintenance"),
+        ]
+        await asyncio.wait_for(self._listening.wait(), 5)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.playback.stop()
+        for channel_id in list(self.channels):
+            await self.stop_channel(channel_id)
+
+    # --- which channels -------------------------------------------------------------
+
+    @staticmethod
+    def wanted_channels(session: Session) -> set[str]:
+        stmt = (
+            select(Channel.channel_id)
+            .join(Device, Channel.device_pk == Device.id)
+            .where(
+                Channel.record_enabled.is_(True),
+                func.upper(Channel.status).not_in(OFF_STATUSES),  # catalog says camera is off
+                Device.online.is_(True),
+                Device.status == DeviceStatus.active,
+            )
+        )
+        return set(session.scalars(stmt))
+
+    async def refresh(self) -> None:
+        """Start recording newly wanted channels and stop the ones no longer wanted."""
+        wanted = await self.services.db.run(self.wanted_channels)
+        async with self._lock:
+            for channel_id in sorted(wanted - set(self.channels)):
+                await self.start_channel(channel_id)
+            for channel_id in sorted(set(self.channels) - wanted):
+                await self.stop_channel(channel_id)
+
+    async def start_channel(self, channel_id: str) -> ChannelRecording | None:
+        if channel_id in self.channels:
+            return self.channels[channel_id]
+        hub = self.services.media
+        if hub is None:
+            if not self._warned_no_hub:
+                log.warning("no media hub on this node: nothing can be recorded")
+                self._warned_no_hub = True
+            return None
+        maxlen = self.services.settings.recording.queue_frames
+        sub = hub.subscribe(channel_id, "recorder", maxlen=maxlen)
+        rec = ChannelRecording(self, channel_id, sub)
+        self.channels[channel_id] = rec
+        log.info("recording started", channel=channel_id)
+        return rec
+
+    async def stop_channel(self, channel_id: str) -> None:
+        rec = self.channels.pop(channel_id, None)
+        if rec is not None:
+            await rec.stop()
+            log.info("recording stopped", channel=channel_id)
+
+    async def flush(self, channel_id: str | None = None) -> None:
+        """Close open segments (all channels, or one) and wait until they are indexed."""
+        if channel_id is None:
+            targets = list(self.channels.values())
+        else:
+            targets = [self.channels[channel_id]] if channel_id in self.channels else []
+        await asyncio.gather(*(rec.flush() for rec in targets if rec is not None))
+
+    # --- periodic work ---------------------------------------------------------------
+
+    async def run_retention(self, now: datetime | None = None) -> RetentionResult:
+        cfg = self.services.settings.recording
+        now = now or datetime.now(UTC)
+        quota = int(cfg.quota_gb * 1024**3)
+        result = await asyncio.to_thread(
+            prune, self.services.db, self.services.objects, now, cfg.retention_hours, quota
+        )
+        await asyncio.to_thread(
+            prune,
+            self.services.db,
+            self.services.objects,
+            now,
+            cfg.playback_ttl_hours,
+            0,
+            "playback",
+        )
+        return result
+
+    async def retry_spool(self) -> dict[str, int]:
+        """Upload closed spool files whose upload failed earlier (older than a grace period)."""
+        cutoff = time.time() - STALE_SPOOL_S
+        busy = {
+            p
+            for p in (self.spool.iterdir() if self.spool.is_dir() else [])
+            if p.suffix != DONE_SUFFIX or p.stat().st_mtime > cutoff
+        }
+        return await asyncio.to_thread(
+            recover_spool, self.services.db, self.services.objects, self.spool, busy
+        )
+
+    async def _refresh_loop(self) -> None:
+        interval = self.services.settings.recording.refresh_s
+        while True:
+            self._refresh.clear()  # before reading: an event during the read triggers another
+            try:
+                await self.refresh()
+            except Exception as exc:  # noqa: BLE001 - try again next round
+                log.error("recorder refresh failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh.wait(), interval)
+
+    async def _events_loop(self) -> None:
+        async with self.services.events.subscribe() as events:
+            self._listening.set()
+            while True:
+                event = await events.get()
+                if event.kind in REFRESH_EVENTS:
+                    self._refresh.set()
+
+    async def _maintenance_loop(self) -> None:
+        interval = self.services.settings.recording.retention_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.run_retention()
+                await self.retry_spool()
+            except Exception as exc:  # noqa: BLE001
+                log.error("recording maintenance failed", error=repr(exc))
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {cid: rec.stats() for cid, rec in self.channels.items()}
+
+
+def create_recorder(services: Services) -> Recorder | None:
+    """Component factory: None when recording is switched off in the settings."""
+    if not services.settings.recording.enabled:
+        return None
+    recorder = Recorder(services)
+    services.recorder = recorder
+    return recorder

@@ -1,0 +1,163 @@
+"""Per-channel segmenting state machine: access units in, closed segments and gaps out.
+
+It runs in the channel's writer thread (never on the event loop).  Segments
+start on a keyframe and roll over at the first keyframe after ``segment_s``.
+Wall-clock times come from an anchor (wallclock, pts) taken at the start of
+each continuous run, so segment boundaries follow the camera's 90 kHz clock
+and the time-compressed tests can derive wall-clock time from PTS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vms.logging import get_logger
+from vms.media.frames import AccessUnit, Gap
+
+from .segment import SegmentFile, SegmentInfo, StreamTemplate
+
+log = get_logger("vms.recording.writer")
+
+CLOCK_HZ = 90000
+DEFAULT_FRAME_TICKS = 3600  # 25 fps, until two frames have been seen
+
+
+@dataclass(frozen=True, slots=True)
+class GapInfo:
+    channel_id: str
+    start: float
+    end: float
+    reason: str
+
+
+class ChannelWriter:
+    """Cuts one channel's units into segment files; calls back with each closed segment or gap."""
+
+    def __init__(
+        self,
+        channel_id: str,
+        spool: Path,
+        segment_s: float,
+        max_jump_s: float,
+        on_segment: Callable[[SegmentInfo], None],
+        on_gap: Callable[[GapInfo], None],
+        max_drift_s: float = 2.0,
+        anchor_wall: float | None = None,
+    ) -> None:
+        self.channel_id = channel_id
+        self.spool = spool
+        self.segment_ticks = round(segment_s * CLOCK_HZ)
+        self.max_jump_ticks = round(max_jump_s * CLOCK_HZ)
+        self.max_drift_s = max_drift_s
+        self.on_segment = on_segment
+        self.on_gap = on_gap
+        self.current: SegmentFile | None = None
+        self.template: StreamTemplate | None = None
+        self.anchor: tuple[float, int] | None = None  # (wall seconds, pts) of the current run
+        # a replay from the NVR's storage: wall-clock time follows the requested start and the
+        # stream's PTS, never the time the units arrived
+        self.fixed_wall = anchor_wall
+        self.in_run = False
+        self.run_base = 0  # pts of the run's first unit: TS timestamps start near 0
+        self.seg_first_pts = 0
+        self.last_pts: int | None = None
+        self.frame_ticks = DEFAULT_FRAME_TICKS
+        self.last_end: float | None = None  # wall end of the last closed segment
+        self.gap_reason: str | None = None  # set while a gap is open, until the next segment
+        self.skipped = 0  # units dropped while waiting for a keyframe
+
+    # --- input ------------------------------------------------------------------
+
+    def handle(self, item: AccessUnit | Gap) -> None:
+        if isinstance(item, Gap):
+            self.break_run(item.reason)
+            return
+        au = item
+        if self.current is not None and self.last_pts is not None:
+            jump = au.pts - self.last_pts
+            if jump > self.max_jump_ticks or jump < -self.max_jump_ticks:
+                self.break_run("pts-jump")
+        if self.current is None:
+            if not au.keyframe:
+                self.skipped += 1
+                return
+            self._open(au, new_run=not self.in_run)
+        elif au.keyframe and au.pts - self.seg_first_pts >= self.segment_ticks:
+            end = self.wall(au.pts)
+            self._close(end)
+            self._open(au, new_run=False)
+        else:
+            if au.keyframe and self.template is not None and not self.template.matches(au):
+                self._close(self.wall(au.pts))
+                self._open(au, new_run=False)
+        assert self.current is not None
+        if self.last_pts is not None and self.last_pts < au.pts:
+            self.frame_ticks = min(au.pts - self.last_pts, CLOCK_HZ)
+        self.current.write(au.pts - self.run_base, au.data, au.keyframe)
+        self.last_pts = au.pts
+
+    def break_run(self, reason: str) -> None:
+        """Close the open segment; the next keyframe starts a new run after a recorded gap."""
+        if self.current is not None and self.last_pts is not None:
+            self._close(self.wall(self.last_pts + self.frame_ticks))
+        self.in_run = False
+        if self.fixed_wall is None:
+            self.anchor = None
+        self.last_pts = None
+        if self.last_end is not None and self.gap_reason is None:
+            self.gap_reason = reason
+
+    def close(self) -> None:
+        """Finish the open segment (on stop or flush); a later unit starts a new run."""
+        self.break_run("stopped")
+        if self.template is not None:
+            self.template.close()
+            self.template = None
+
+    # --- internals --------------------------------------------------------------
+
+    def wall(self, pts: int) -> float:
+        assert self.anchor is not None
+        return self.anchor[0] + (pts - self.anchor[1]) / CLOCK_HZ
+
+    def _open(self, au: AccessUnit, new_run: bool) -> None:
+        now = au.wallclock or time.time()
+        if self.fixed_wall is not None:
+            if self.anchor is None:
+                self.anchor = (self.fixed_wall, au.pts)
+            if new_run:
+                self.run_base = au.pts
+        elif new_run or self.anchor is None:
+            self.anchor = (now, au.pts)
+            self.run_base = au.pts
+        elif au.wallclock and abs(self.wall(au.pts) - au.wallclock) > self.max_drift_s:
+            # camera clock drifted from ours: follow ours from this segment on
+            self.anchor = (au.wallclock, au.pts)
+        start = self.wall(au.pts)
+        if self.gap_reason is not None and self.last_end is not None and start > self.last_end:
+            self.on_gap(GapInfo(self.channel_id, self.last_end, start, self.gap_reason))
+        self.gap_reason = None
+        if self.template is None or not self.template.matches(au):
+            if self.template is not None:
+                self.template.close()
+            self.template = StreamTemplate(au)
+        self.spool.mkdir(parents=True, exist_ok=True)
+        self.current = SegmentFile(self.spool, self.channel_id, start, self.template)
+        self.seg_first_pts = au.pts
+        self.in_run = True
+
+    def _close(self, end: float) -> None:
+        segment, self.current = self.current, None
+        if segment is None:
+            return
+        try:
+            info = segment.close(end)
+        except Exception as exc:  # noqa: BLE001 - a failed file must not stop recording
+            log.error("segment close failed", channel=self.channel_id, error=repr(exc))
+            segment.abort()
+            return
+        self.last_end = end
+        self.on_segment(info)

@@ -1,0 +1,187 @@
+"""Periodic uplink records: Table 2 (device info, daily and on change) and Table 3 (run
+status every ``uplink.table3_interval_s``, 10 minutes by default).
+
+Both are written to the outbox like alarms, so they survive restarts and receiver outages.
+Whether Table 2 is due is decided from the outbox itself (the last Table 2 row per
+receiver): no extra state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import Organisation, OrgKind, OutboxItem
+from vms.logging import get_logger
+from vms.services import Services
+
+from . import outbox, tables
+
+log = get_logger("vms.uplink.scheduler")
+
+
+def device_id(data_dir: Path) -> str:
+    """DEVICE_ID: a uuid36 made once for this analysis device and kept in the data folder."""
+    path = Path(data_dir) / "uplink" / "device_id"
+    if path.is_file():
+        value = path.read_text().strip()
+        if len(value) == 36:
+            return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = str(uuid.uuid4())
+    path.write_text(value + "\n")
+    return value
+
+
+def _healthy(part: Any) -> bool | None:
+    """``part.healthy()`` if it has one, else ``part.stats()["healthy"]``; None = unknown."""
+    fn = getattr(part, "healthy", None)
+    if callable(fn):
+        return bool(fn())
+    stats = getattr(part, "stats", None)
+    if callable(stats):
+        try:
+            value = stats()
+        except TypeError:  # a per-channel stats(channel_id), e.g. the stream hub
+            return None
+        if isinstance(value, dict) and "healthy" in value:
+            return bool(value["healthy"])
+    return None
+
+
+UNHEALTHY_STREAM_STATES = frozenset({"lost", "closed"})  # vms.media.hub Stream.state
+
+
+def _analysed_channels(pool: Any, media: Any) -> list[str]:
+    """The cameras the pool analyses (``pool.stats()`` is keyed by channel), else all streams."""
+    stats = getattr(pool, "stats", None)
+    if callable(stats):
+        value = stats()
+        if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+            return list(value)
+    channels = getattr(media, "channels", None)
+    return list(channels()) if callable(channels) else []
+
+
+def run_status(services: Services) -> bool:
+    """RUN_STATUS: True when the analyzer pool runs and every stream it analyses is healthy.
+
+    No analyzer pool → 0 (the device is not analysing).  The pool is unhealthy when its
+    ``healthy()`` (or ``stats()["healthy"]``) says so; a stream when the hub has none for an
+    analysed camera, reports ``healthy: False``, or its state is lost/closed.
+    """
+    pool = services.analyzers
+    if pool is None or _healthy(pool) is False:
+        return False
+    media = services.media
+    if media is None:
+        return True
+    verdict = getattr(media, "healthy", None)
+    if callable(verdict):
+        return bool(verdict())
+    for ch in _analysed_channels(pool, media):
+        st = media.stats(ch)
+        if not isinstance(st, dict) or st.get("healthy") is False:
+            return False
+        if st.get("state") in UNHEALTHY_STREAM_STATES:
+            return False
+    return True
+
+
+def company_code(session: Session, configured: str) -> str:
+    if configured:
+        return configured
+    code = session.scalar(
+        select(Organisation.code)
+        .where(
+            Organisation.kind.in_([OrgKind.enterprise, OrgKind.gas_station]),
+            Organisation.code != "",
+        )
+        .order_by(Organisation.id)
+        .limit(1)
+    )
+    return code or ""
+
+
+class UplinkScheduler:
+    name = "uplink-scheduler"
+
+    def __init__(self, services: Services, wake: Any = None) -> None:
+        self.services = services
+        self.settings = services.settings
+        self._wake = wake
+        self._task: asyncio.Task[None] | None = None
+        self.device_id = device_id(self.settings.server.data_dir)
+
+    def _receivers(self, table: str) -> list[str]:
+        attr = f"{table}_url"
+        return [r.name for r in self.settings.uplink.receivers if getattr(r, attr)]
+
+    def enqueue_table2(self, session: Session, force: bool = False) -> int:
+        up = self.settings.uplink
+        payload = tables.table2(
+            self.device_id,
+            self.settings.analyzers.device_code,
+            company_code(session, up.company_code),
+            up.device_name,
+            up.device_desc,
+        )
+        now = outbox.now_utc()
+        due = []
+        for name in self._receivers(tables.TABLE2):
+            last = session.scalar(
+                select(OutboxItem)
+                .where(OutboxItem.receiver == name, OutboxItem.table == tables.TABLE2)
+                .order_by(OutboxItem.id.desc())
+                .limit(1)
+            )
+            stale = last is None or now - last.created_at >= timedelta(seconds=up.table2_interval_s)
+            if force or stale or last.payload != payload:
+                due.append(name)
+        outbox.enqueue(session, due, tables.TABLE2, "table2", payload)
+        return len(due)
+
+    def enqueue_table3(self, session: Session) -> int:
+        payload = tables.table3(
+            self.settings.analyzers.device_code,
+            outbox.now_utc(),
+            self.settings.server.timezone,
+            run_status(self.services),
+        )
+        names = self._receivers(tables.TABLE3)
+        outbox.enqueue(session, names, tables.TABLE3, "table3", payload)
+        return len(names)
+
+    async def tick(self) -> None:
+        def work(s: Session) -> int:
+            keep = timedelta(seconds=self.settings.uplink.keep_sent_s)
+            outbox.purge_sent(s, outbox.now_utc() - keep)
+            return self.enqueue_table2(s) + self.enqueue_table3(s)
+
+        if await self.services.db.run(work) and self._wake is not None:
+            self._wake()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep reporting on the next tick
+                log.error("uplink schedule failed", error=repr(exc))
+            await asyncio.sleep(self.settings.uplink.table3_interval_s)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="uplink-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
