@@ -6,7 +6,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := ffmpeg sip-tester postgresql chromium chromium-driver
+# opencv-doc ships vtest.avi, the real pedestrian clip the media and analyzer tests use.
+DEB_PACKAGES := ffmpeg sip-tester postgresql chromium chromium-driver opencv-doc
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install demo serve test lint bench sysdeps models clean
@@ -64,8 +65,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: install
-	@shopt -s nullglob; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+# make bench BENCH_ARGS=--quick for a short run of every benchmark.
+bench: install models
+	@shopt -s nullglob; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -18,10 +18,11 @@ from analyzers.catalog import TABLES
 from analyzers.config import AnalysisConfig
 from analyzers.engine import ConfigRejected, check_config
 from analyzers.manifest import ManifestError, ModelMissing
-from storage.models import Channel, Device, Organisation
+from storage.models import Channel, Device
 from vms.analyzer_component import profile_of
 
 from ..deps import HUMANS, Caller, CallerDep, ServicesDep, require_roles
+from .devices import visible_channel
 
 router = APIRouter(prefix="/api/analyzers", tags=["analyzers"])
 
@@ -35,26 +36,15 @@ class ChannelAnalysisOut(BaseModel):
     stats: dict[str, Any] | None = None
 
 
-def _visible_channel(caller: Caller, channel_id: str):
-    def query(s: Session) -> tuple[int, str] | None:
-        stmt = (
-            select(Channel.id, Organisation.kind)
-            .join(Device, Channel.device_pk == Device.id)
-            .outerjoin(Organisation, Device.org_id == Organisation.id)
-            .where(Channel.channel_id == channel_id)
-            .order_by(Channel.id)
-        )
-        row = s.execute(caller.scope(stmt, Device.org_id)).first()
-        return None if row is None else (row[0], profile_of(row[1]))
-
-    return query
-
-
 async def _channel(services: Any, caller: Caller, channel_id: str) -> tuple[int, str]:
-    found = await services.db.run(_visible_channel(caller, channel_id))
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"channel {channel_id} not found")
-    return found
+    """The visible camera's row id and the alarm profile of its organisation."""
+
+    def query(s: Session) -> tuple[int, str]:
+        channel = visible_channel(caller, s, channel_id)
+        org = channel.device.org
+        return channel.id, profile_of(org.kind if org is not None else None)
+
+    return await services.db.run(query)
 
 
 def _out(services: Any, channel_id: str, profile: str, raw: dict[str, Any]) -> ChannelAnalysisOut:

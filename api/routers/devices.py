@@ -23,6 +23,25 @@ def visible_device(caller: Caller, session: SessionDep, device_id: str) -> Devic
     return device
 
 
+def visible_channel(caller: Caller, session: SessionDep, channel_id: str) -> Channel:
+    """The camera with this GB code if the caller may see its device; 404 otherwise.
+
+    Every resource keyed by a camera (streams, live view, recordings, analysis) is
+    scoped through here, so one rule decides who sees which camera.
+    """
+    stmt = caller.scope(
+        select(Channel)
+        .join(Device, Channel.device_pk == Device.id)
+        .where(Channel.channel_id == channel_id)
+        .order_by(Channel.id),
+        Device.org_id,
+    )
+    channel = session.scalars(stmt.limit(1)).first()
+    if channel is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"channel {channel_id} not found")
+    return channel
+
+
 def _check_org(caller: Caller, session: SessionDep, org_id: int | None) -> None:
     if org_id is None:
         return

@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from storage.models import Channel, Device, Role
+from storage.models import Role
 
 from ..deps import ADMIN, HUMANS, CallerDep, ServicesDep, SessionDep, require_roles
+from .devices import visible_channel
 
 router = APIRouter(prefix="/api/live", tags=["live"])
 
@@ -34,16 +34,9 @@ class AnswerOut(BaseModel):
     type: Literal["answer"] = "answer"
 
 
-def visible_channel(channel_id: ChannelId, caller: CallerDep, session: SessionDep) -> str:
+def _visible(channel_id: ChannelId, caller: CallerDep, session: SessionDep) -> str:
     """The channel id if one of the caller's devices has it; 404 otherwise."""
-    stmt = (
-        select(Channel.channel_id)
-        .join(Device, Channel.device_pk == Device.id)
-        .where(Channel.channel_id == channel_id)
-    )
-    if session.scalar(caller.scope(stmt, Device.org_id).limit(1)) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"channel {channel_id} not found")
-    return channel_id
+    return visible_channel(caller, session, channel_id).channel_id
 
 
 def _live(services: ServicesDep) -> Any:
@@ -61,7 +54,7 @@ def _live(services: ServicesDep) -> Any:
 async def offer(
     body: OfferIn,
     caller: CallerDep,
-    channel_id: Annotated[str, Depends(visible_channel)],
+    channel_id: Annotated[str, Depends(_visible)],
     live: Annotated[Any, Depends(_live)],
 ) -> AnswerOut:
     from vms.live.service import LiveError

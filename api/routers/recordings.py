@@ -29,6 +29,7 @@ from vms.recording.playback import PlaybackJob, PlaybackUnavailable, device_rang
 from vms.services import Services
 
 from ..deps import HUMANS, Caller, CallerDep, ServicesDep, SessionDep, require_roles
+from .devices import visible_channel
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
 
@@ -61,20 +62,6 @@ class SegmentOut(BaseModel):
     is_gap: bool
     reason: str
     url: str = ""
-
-
-def visible_channel(caller: Caller, session: SessionDep, channel_id: str) -> Channel:
-    """The channel if the caller may see its device; 404 otherwise (no existence leak)."""
-    stmt = caller.scope(
-        select(Channel)
-        .join(Device, Channel.device_pk == Device.id)
-        .where(Channel.channel_id == channel_id),
-        Device.org_id,
-    )
-    channel = session.scalars(stmt).first()
-    if channel is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"channel {channel_id} not found")
-    return channel
 
 
 def utc(value: datetime) -> datetime:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from storage.models import Channel, Device
 
 from ..deps import HUMANS, STAFF, CallerDep, ServicesDep, SessionDep, require_roles
+from .devices import visible_channel
 
 router = APIRouter(prefix="/api/streams", tags=["streams"])
 
@@ -64,18 +65,11 @@ def _hub(services: Any) -> Any:
     return services.media
 
 
-def visible_channel(channel_id: str, caller: CallerDep, session: SessionDep) -> Channel:
-    """The channel if its device's organisation is in the caller's scope; 404 otherwise."""
-    stmt = caller.scope(
-        select(Channel).join(Device, Channel.device_pk == Device.id), Device.org_id
-    ).where(Channel.channel_id == channel_id)
-    channel = session.scalars(stmt.limit(1)).first()
-    if channel is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"channel {channel_id} not found")
-    return channel
+def _visible(channel_id: str, caller: CallerDep, session: SessionDep) -> Channel:
+    return visible_channel(caller, session, channel_id)
 
 
-VisibleChannel = Annotated[Channel, Depends(visible_channel)]
+VisibleChannel = Annotated[Channel, Depends(_visible)]
 
 
 def _out(hub: Any, channel_id: str) -> StreamOut:
