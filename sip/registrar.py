@@ -133,6 +133,11 @@ class RegistrarMixin:
                 self.spawn(self._initial_catalog(device_id), "sip-initial-catalog")
 
     async def _initial_catalog(self: SipServer, device_id: str) -> None:
+        """DeviceInfo then Catalog of a device that just came online (as WVP does)."""
+        try:
+            await self.device_info(device_id)
+        except Exception as exc:  # noqa: BLE001 - logged; some devices never answer it
+            log.info("initial device info failed", device_id=device_id, error=repr(exc))
         try:
             await self.catalog(device_id)
         except Exception as exc:  # noqa: BLE001 - logged; the operator can refresh later

@@ -115,7 +115,7 @@ class SipSettings(Section):
     query_timeout_s: float = Field(10.0, gt=0)  # wait for a MANSCDP answer (DeviceInfo, ...)
     catalog_timeout_s: float = Field(15.0, gt=0)  # multi-message Catalog/RecordInfo: keep partial
     invite_timeout_s: float = Field(10.0, gt=0)  # no final answer to INVITE → CANCEL, error
-    catalog_on_register: bool = True  # query a device's catalog when it comes online
+    catalog_on_register: bool = True  # query DeviceInfo and Catalog when a device comes online
     upstreams: list[SipUpstreamSettings] = []  # superior platforms (cascade)
 
     @field_validator("server_id")
