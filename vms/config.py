@@ -273,7 +273,7 @@ class DemoSettings(Section):
 
     devices: int = Field(1, ge=0)
     channels: int = Field(4, ge=1)
-    video: Path | None = None  # H.264 file for the simulated NVR; empty → generated pattern
+    video: Path | None = None  # NVR clip; empty → opencv-doc's vtest.avi, else a pattern
 
 
 class Settings(BaseSettings):

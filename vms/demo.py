@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from api.orgs import create_org
 from api.security import hash_password
-from storage.models import Device, Organisation, OrgKind, Role, User
+from storage.models import Channel, Device, Organisation, OrgKind, Role, User
 from vms.app import ComponentFactory
 from vms.logging import get_logger
 from vms.services import Services
@@ -24,6 +25,36 @@ log = get_logger("vms.demo")
 
 ENTERPRISE_CODE = "370102001"  # 9-digit enterprise code: cameras are <code>0132<serial7>
 STATION_CODE = "370102002"
+
+
+# Debian's opencv-doc ships a real surveillance clip with pedestrians; the demo streams it when
+# present (else a generated pattern) so that the person detector has something to find.
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+
+# Analysis switched on for the demo's first camera: people anywhere in the yard raise an
+# area-intrusion alarm (enterprise code 4) and clear once the yard has been empty a while.
+DEMO_ANALYSIS: dict[str, Any] = {
+    "enabled": True,
+    "input_size": 320,
+    "sample": {"mode": "fps", "fps": 1},
+    "zones": {"yard": [[0, 0], [1, 0], [1, 1], [0, 1]]},
+    "rules": [
+        {
+            "type": "intrusion",
+            "zones": ["yard"],
+            "min_score": 0.3,
+            "confirm_s": 2,
+            "clear_s": 5,
+            "cooldown_s": 30,
+        }
+    ],
+}
+
+
+def demo_video(configured: Path | None) -> Path | None:
+    if configured is not None:
+        return configured
+    return VTEST if VTEST.is_file() else None
 
 
 def demo_device_id(index: int) -> str:
@@ -75,6 +106,7 @@ class DemoNvrs:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.nvrs: list[Any] = []
+        self._analysis: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         from sip.device import NvrConfig, SimulatedNvr
@@ -100,7 +132,7 @@ class DemoNvrs:
                     transport="udp" if "udp" in sip.transports else "tcp",
                     channel_ids=channel_ids,
                     keepalive_interval_s=min(sip.keepalive_interval_s, 60.0),
-                    video=settings.demo.video,
+                    video=demo_video(settings.demo.video),
                     name=f"演示NVR-{i}",
                     timezone=settings.server.timezone,
                 )
@@ -108,8 +140,41 @@ class DemoNvrs:
             await nvr.start()
             self.nvrs.append(nvr)
         log.info("demo NVRs started", count=len(self.nvrs), channels_each=per)
+        if self.nvrs:
+            first = demo_channel_id(ENTERPRISE_CODE, 1)
+            self._analysis = asyncio.create_task(self._analyse(first), name="demo-analysis")
+
+    async def _analyse(self, channel_id: str) -> None:
+        """Once the first camera is in the catalog, switch analysis on for it (if unset)."""
+        from analyzers.config import AnalysisConfig
+
+        def enable(s: Any) -> bool | None:
+            channel = s.scalar(select(Channel).where(Channel.channel_id == channel_id))
+            if channel is None:
+                return None
+            if channel.analysis:
+                return False  # the user's own configuration wins
+            channel.analysis = dict(DEMO_ANALYSIS)
+            return True
+
+        try:
+            for _ in range(120):
+                changed = await self.services.db.run(enable)
+                if changed is not None:
+                    break
+                await asyncio.sleep(0.5)
+            pool = self.services.analyzers
+            if changed and pool is not None:
+                await pool.configure(
+                    channel_id, "enterprise", AnalysisConfig.model_validate(DEMO_ANALYSIS)
+                )
+                log.info("demo analysis on", channel=channel_id, rule="intrusion")
+        except Exception as exc:  # noqa: BLE001 - the demo runs on without analysis
+            log.warning("demo analysis not started", channel=channel_id, error=repr(exc))
 
     async def stop(self) -> None:
+        if self._analysis is not None:
+            self._analysis.cancel()
         await asyncio.gather(*(nvr.stop() for nvr in self.nvrs), return_exceptions=True)
         self.nvrs.clear()
 
