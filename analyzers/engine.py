@@ -7,6 +7,7 @@ refused when the config is applied, so no alarm can go out with another profile'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from .catalog import UNCODED_RULES, UnknownAlarm, alarm_type
 from .config import AnalysisConfig, RuleBase
@@ -25,6 +26,20 @@ class Fired:
     alarm_type: str
     transition: Transition
     outcome: Outcome
+
+
+@dataclass(frozen=True)
+class ActiveAlarm:
+    """An alarm still active in the database (raised before a restart or a new config)."""
+
+    alarm_id: str
+    channel_id: str
+    profile: str
+    rule: str  # rule type (Alarm.rule)
+    key: str  # rule name within the camera (Alarm.detail["rule_name"]); "" if unknown
+    alarm_type: str
+    raised_at: datetime
+    image_key: str = ""
 
 
 def code_for(profile: str, cfg: RuleBase) -> str:
@@ -75,6 +90,27 @@ class CameraEngine:
             if tr is not None:
                 fired.append(Fired(cfg.type, cfg.key, code, tr, outcome))  # type: ignore[attr-defined]
         return fired
+
+    def resume(self, alarms: list[ActiveAlarm]) -> list[ActiveAlarm]:
+        """Seed the rules' states with still-active alarms; return those no rule takes.
+
+        A rule takes the newest alarm of its own name (or, for old rows without one, of its
+        type) with its own code; older duplicates and alarms of removed rules are returned
+        for the caller to clear.
+        """
+        left: list[ActiveAlarm] = []
+        for alarm in sorted(alarms, key=lambda a: a.raised_at, reverse=True):
+            for cfg, _rule, state, code in self.rules:
+                same_rule = alarm.key == cfg.key if alarm.key else alarm.rule == cfg.type  # type: ignore[attr-defined]
+                if same_rule and alarm.alarm_type == code and state.alarm_id is None:
+                    state.resume(alarm.alarm_id)
+                    break
+            else:
+                left.append(alarm)
+        return left
+
+    def active_ids(self) -> set[str]:
+        return {state.alarm_id for _c, _r, state, _code in self.rules if state.alarm_id}
 
     def close(self, t: float) -> list[Fired]:
         """Clear every active alarm (the camera stops or gets a new config)."""

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -31,7 +31,7 @@ from vms.media.frames import AccessUnit, Gap
 
 from .config import AnalysisConfig
 from .detector import choose_providers
-from .engine import CameraEngine, ConfigRejected, Fired
+from .engine import ActiveAlarm, CameraEngine, ConfigRejected, Fired
 from .events import AlarmEvent, AlarmStatus
 from .manifest import all_manifests, provider_of, verified_path
 from .ring import DEFAULT_SLOT_BYTES, FrameRing
@@ -43,6 +43,18 @@ log = get_logger("analyzers.pool")
 
 Emit = Callable[[AlarmEvent], Awaitable[None]]
 FPS_WINDOW_S = 10.0
+RESUMED_NOT_TAKEN = "rule no longer analysed"
+
+
+class ResumeSource(Protocol):
+    """Where a restarted pool finds the alarms still active (the node's database)."""
+
+    async def active(self, channel_id: str) -> list[ActiveAlarm]: ...
+
+    async def orphaned(self, channel_id: str, alarms: list[ActiveAlarm], reason: str) -> None:
+        """Clear alarms that no analysed rule continues (system clear with a note)."""
+
+
 PLACEHOLDER = np.full((360, 640, 3), 96, np.uint8)  # when the frame left the ring already
 
 
@@ -92,6 +104,7 @@ class AnalyzerPool:
         media: Any,
         emit: Emit | None = None,
         models_dir: Path | None = None,
+        resume: ResumeSource | None = None,
     ) -> None:
         self.settings = settings
         self.cfg = settings.analyzers
@@ -110,6 +123,8 @@ class AnalyzerPool:
         self._reader: threading.Thread | None = None
         self._dispatch: asyncio.Task[None] | None = None
         self._ready: set[int] = set()
+        self.resume = resume
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- life cycle -------------------------------------------------------------
 
@@ -144,6 +159,16 @@ class AnalyzerPool:
         log.info("analyzer pool started", workers=len(self._procs), providers=self.providers)
 
     async def stop(self) -> None:
+        """Stop without clearing: active alarms stay active in the database on purpose.
+
+        A shutdown is not the end of the condition; faking clears would tell the province
+        that a fire or an intrusion ended when nobody looked.  The next start seeds the
+        cameras' state machines from the database (``ResumeSource``), so the same ALARM_ID
+        is cleared once the rule has really been false for its clear time.
+        """
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         for cid in list(self.cams):
             await self.remove(cid, emit_clears=False)
         for inq in self._inqs:
@@ -194,7 +219,8 @@ class AnalyzerPool:
             return
         engine = CameraEngine(channel_id, profile, config)
         models = self.model_specs(config)
-        await self.remove(channel_id)
+        await self.remove(channel_id)  # clears the old engine's alarms (committed when awaited)
+        left = await self._seed(channel_id, engine)
         load = [0] * len(self._procs)
         for cam in self.cams.values():
             load[cam.worker] += 1
@@ -211,6 +237,42 @@ class AnalyzerPool:
         cam.task = asyncio.create_task(self._feed(cam), name=f"analyzer-feed-{channel_id}")
         self.cams[channel_id] = cam
         log.info("camera analysis on", channel=channel_id, profile=profile, worker=worker)
+        if left and self.resume is not None:  # after the camera is on: the clear gets a frame
+            task = asyncio.create_task(
+                self.resume.orphaned(channel_id, left, RESUMED_NOT_TAKEN),
+                name=f"analyzer-orphans-{channel_id}",
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _seed(self, channel_id: str, engine: CameraEngine) -> list[ActiveAlarm]:
+        """Continue the camera's still-active alarms; return those no rule takes."""
+        if self.resume is None:
+            return []
+        try:
+            found = await self.resume.active(channel_id)
+        except Exception as exc:  # noqa: BLE001 - analysis goes on; a duplicate beats no alarm
+            log.error("active alarms not read: not resumed", channel=channel_id, error=repr(exc))
+            return []
+        left = engine.resume(found)
+        if engine.active_ids():
+            log.info("alarms resumed", channel=channel_id, alarm_ids=sorted(engine.active_ids()))
+        return left
+
+    def active_alarm_ids(self) -> set[str]:
+        """ALARM_IDs the analysed cameras' state machines hold open."""
+        return {a for cam in self.cams.values() for a in cam.engine.active_ids()}
+
+    async def latest_frame(self, channel_id: str, within_s: float) -> np.ndarray | None:
+        """The camera's newest analysed frame, waiting up to ``within_s`` for one to come;
+        None at once for a camera that is not analysed (no frames will come)."""
+        deadline = time.monotonic() + within_s
+        while True:
+            cam = self.cams.get(channel_id)
+            img = None if cam is None else self._frame(cam, cam.last_frame)
+            if img is not None or cam is None or time.monotonic() >= deadline:
+                return img
+            await asyncio.sleep(0.05)
 
     async def remove(self, channel_id: str, emit_clears: bool = True) -> None:
         cam = self.cams.pop(channel_id, None)

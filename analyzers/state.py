@@ -68,6 +68,13 @@ class AlarmState:
             return Transition(0, alarm_id, now)
         return None
 
+    def resume(self, alarm_id: str) -> None:
+        """Continue an alarm raised before a restart: active with its ALARM_ID, no new raise.
+
+        The clear timer starts at the first false frame seen after the restart.
+        """
+        self.phase, self.alarm_id, self._since = Phase.active, alarm_id, -1.0
+
     def force_clear(self, now: float) -> Transition | None:
         """Clear an active alarm at once (rule removed, camera reconfigured or stopped)."""
         if self.phase is not Phase.active or self.alarm_id is None:

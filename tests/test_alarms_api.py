@@ -205,7 +205,7 @@ async def test_filters_paging_csv_statistics_and_image(node: Node) -> None:
     assert r.status_code == 404  # not cleared: no clear picture
 
 
-async def test_websocket_pushes_new_alarms_in_scope(node: Node) -> None:
+async def test_websocket_pushes_new_alarms_and_handling_in_scope(node: Node) -> None:
     app = create_app(node.services)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
@@ -230,6 +230,19 @@ async def test_websocket_pushes_new_alarms_in_scope(node: Node) -> None:
             assert msg["data"]["alarm_id"] == mine.alarm_id
             assert msg["data"]["video_code"] == node.site.cameras[0]
             assert msg["data"]["type_name"] == "未佩戴安全帽"
+            # closed-loop steps reach every operator in scope; another site's stay private
+            for ev, who in ((other, "other"), (mine, "ent")):
+                r = await node.client.post(
+                    f"/api/alarms/{ev.alarm_id}/actions",
+                    json={"action": "acknowledge", "note": "seen"},
+                    headers=node.auth(who),
+                )
+                assert r.status_code == 200
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert msg["kind"] == "alarm.updated"
+            assert msg["data"]["alarm_id"] == mine.alarm_id
+            assert msg["data"]["handling"] == "acknowledged"
+            assert msg["data"]["action"] == "acknowledge" and msg["data"]["note"] == "seen"
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)

@@ -2,11 +2,13 @@
 
 Each channel whose ``analysis`` JSON has ``enabled: true`` is configured at start with its
 device organisation's profile (enterprise or gas station); alarms go to
-``services.alarms.handle`` (logged only when the node has no alarm service).
+``services.alarms.handle`` (logged only when the node has no alarm service).  Alarms still
+active from before a stop or crash are continued or cleared by ``vms.analyzer_resume``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +21,7 @@ from analyzers.events import AlarmEvent
 from analyzers.manifest import ManifestError, ModelMissing
 from analyzers.pool import AnalyzerPool
 from storage.models import Channel, Device, Organisation, OrgKind
+from vms.analyzer_resume import AlarmResume
 from vms.logging import get_logger
 from vms.services import Services
 
@@ -50,6 +53,9 @@ class AnalyzerComponent:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.pool = AnalyzerPool(services.settings, services.media, emit=self.emit)
+        self.resume = AlarmResume(services, self.pool)
+        self.pool.resume = self.resume
+        self._sweep: asyncio.Task[int] | None = None
 
     async def emit(self, event: AlarmEvent) -> None:
         if self.services.alarms is None:
@@ -71,8 +77,14 @@ class AnalyzerComponent:
                 await self.pool.configure(cid, profile, AnalysisConfig.model_validate(raw))
             except (ValidationError, ConfigRejected, ModelMissing, ManifestError) as exc:
                 log.error("camera analysis not started", channel=cid, error=str(exc))
+        # alarms of cameras no longer analysed: cleared in the background (start not held up)
+        self._sweep = asyncio.create_task(self.resume.sweep(), name="analyzer-alarm-sweep")
 
     async def stop(self) -> None:
+        """Clean shutdown: active alarms are NOT cleared (see ``AnalyzerPool.stop``)."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            await asyncio.gather(self._sweep, return_exceptions=True)
         self.services.analyzers = None
         await self.pool.stop()
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +19,7 @@ from sqlalchemy import Select, func, select
 from storage.models import Alarm, HandlingState, Organisation, Profile
 from storage.objects import ObjectNotFound, ObjectStoreError
 from vms.alarms import codes
-from vms.alarms.handling import InvalidTransition, apply_action
+from vms.alarms.handling import UPDATED, InvalidTransition, apply_action, updated_data
 from vms.alarms.service import clip_url
 from vms.alarms.stats import statistics
 
@@ -261,13 +262,26 @@ def get_alarm(
 @router.post(
     "/{alarm_id}/actions", response_model=AlarmDetail, dependencies=[require_roles(*HUMANS)]
 )
-def act_on_alarm(alarm_id: str, body: ActionIn, caller: CallerDep, session: SessionDep) -> AlarmOut:
-    """acknowledge, handle, close (in that order), false_alarm, comment; others → 409."""
+def act_on_alarm(
+    alarm_id: str, body: ActionIn, caller: CallerDep, session: SessionDep, services: ServicesDep
+) -> AlarmOut:
+    """acknowledge, handle, close (in that order), false_alarm, comment; others → 409.
+
+    Committed here, then pushed as ``alarm.updated`` (scoped like ``alarm.raised``), so every
+    operator's alarm list shows the new state without reloading.
+    """
     alarm = visible_alarm(caller, session, alarm_id)
     try:
-        apply_action(session, alarm, body.action, caller.user.id, body.note, datetime.now(UTC))
+        record = apply_action(
+            session, alarm, body.action, caller.user.id, body.note, datetime.now(UTC)
+        )
     except InvalidTransition as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    org = session.get(Organisation, alarm.org_id) if alarm.org_id is not None else None
+    data = updated_data(alarm, org.path if org is not None else None, record)
+    session.commit()
+    # sync endpoint: runs in a worker thread, and the bus belongs to the event loop
+    anyio.from_thread.run_sync(lambda: services.events.publish(UPDATED, **data))
     session.refresh(alarm)
     return to_out(alarm, AlarmDetail)
 

@@ -2,13 +2,16 @@
 
 Every step is an ``AlarmAction`` row with who, when and the note.  ``false_alarm`` marks
 the alarm as a false positive (allowed until it is closed) and ``comment`` adds a note in
-any state; any other move is an invalid transition.
+any state; any other move is an invalid transition.  ``system_clear`` is written by the node
+itself (no user) when it clears an alarm whose analysis stopped; users cannot post it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import Alarm, AlarmAction, HandlingState
@@ -18,6 +21,8 @@ HANDLE = "handle"
 CLOSE = "close"
 FALSE_ALARM = "false_alarm"
 COMMENT = "comment"
+SYSTEM_CLEAR = "system_clear"
+UPDATED = "alarm.updated"  # event-bus kind after any handling action
 
 ACTIONS = (ACKNOWLEDGE, HANDLE, CLOSE, FALSE_ALARM, COMMENT)
 
@@ -59,3 +64,33 @@ def apply_action(
     session.add(record)
     session.flush()
     return record
+
+
+def system_note(session: Session, alarm_id: str, note: str) -> AlarmAction | None:
+    """Record why the node cleared an alarm by itself (no user); None if the alarm is gone."""
+    alarm = session.scalar(select(Alarm).where(Alarm.alarm_id == alarm_id))
+    if alarm is None:
+        return None
+    record = AlarmAction(alarm_pk=alarm.id, user_id=None, action=SYSTEM_CLEAR, note=note)
+    session.add(record)
+    session.flush()
+    return record
+
+
+def updated_data(alarm: Alarm, org_path: str | None, action: AlarmAction) -> dict[str, Any]:
+    """Payload of ``alarm.updated``: the new handling state, scoped by ``org_path``."""
+    return {
+        "alarm_id": alarm.alarm_id,
+        "action": action.action,
+        "note": action.note,
+        "user_id": action.user_id,
+        "handling": alarm.handling.value,
+        "false_alarm": alarm.false_alarm,
+        "active": alarm.active,
+        "acknowledged_at": alarm.acknowledged_at.isoformat() if alarm.acknowledged_at else None,
+        "closed_at": alarm.closed_at.isoformat() if alarm.closed_at else None,
+        "video_code": alarm.video_code,
+        "org_id": alarm.org_id,
+        "org_path": org_path,
+        "at": action.at.isoformat(),
+    }

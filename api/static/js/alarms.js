@@ -149,7 +149,7 @@ export class AlarmPush {
       let msg;
       try { msg = JSON.parse(ev.data); } catch (_) { return; }
       if (msg.kind === "alarm.raised") { this.toast(msg.data); this.onAlarm(msg.data, msg.kind); }
-      else if (msg.kind === "alarm.cleared") this.onAlarm(msg.data, msg.kind);
+      else if (msg.kind === "alarm.cleared" || msg.kind === "alarm.updated") this.onAlarm(msg.data, msg.kind); // updated: another operator's handling step
       else if (/^(device|catalog)\./.test(msg.kind || "")) this.onDevice(msg.data, msg.kind);
     });
     ws.addEventListener("close", () => {

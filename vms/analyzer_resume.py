@@ -1,0 +1,129 @@
+"""Alarms that outlive a restart: continue them, or clear them with a note saying why.
+
+A node that stops or crashes while alarms are active leaves them ``active`` in the database.
+On start the analyzer pool asks :meth:`AlarmResume.active` for each camera it configures and
+continues those alarms with the same ALARM_ID (``CameraEngine.resume``).  Alarms that no
+analysed rule continues (analysis disabled, rule removed, camera gone) would otherwise stay
+open forever, a data-quality defect the Shandong guides name (发生报警后长时间未销警,
+spec/alarms.md §5.6): :meth:`AlarmResume.orphaned` clears them as the system, with a clear
+record (status 0, same ALARM_ID, a picture) that goes up through the uplink outbox like any
+other clear, and an ``AlarmAction`` note.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from analyzers.engine import ActiveAlarm
+from analyzers.events import AlarmEvent, AlarmStatus
+from analyzers.snapshot import encode_jpeg
+from storage.models import Alarm, Channel
+from storage.objects import ObjectStoreError
+from vms.alarms.handling import system_note
+from vms.logging import get_logger
+from vms.services import Services
+
+log = get_logger("vms.analyzers.resume")
+
+CLEAR_FRAME_WAIT_S = 5.0  # how long a system clear waits for the camera's next frame
+NOTE_PREFIX = "analysis stopped"
+CAMERA_GONE = "camera gone"
+ANALYSIS_OFF = "analysis disabled or not started"
+
+
+def active_alarms(s: Session, channel_id: str | None = None) -> list[ActiveAlarm]:
+    stmt = select(Alarm).where(Alarm.active.is_(True)).order_by(Alarm.raised_at)
+    if channel_id is not None:
+        stmt = stmt.where(Alarm.video_code == channel_id)
+    return [
+        ActiveAlarm(
+            alarm_id=a.alarm_id,
+            channel_id=a.video_code,
+            profile=a.profile.value,
+            rule=a.rule,
+            key=str((a.detail or {}).get("rule_name") or ""),
+            alarm_type=a.alarm_type,
+            raised_at=a.raised_at,
+            image_key=a.image_key,
+        )
+        for a in s.scalars(stmt)
+    ]
+
+
+def known_channels(s: Session) -> set[str]:
+    return set(s.scalars(select(Channel.channel_id)))
+
+
+class AlarmResume:
+    """The pool's ``ResumeSource`` backed by the node's database and alarm service."""
+
+    def __init__(self, services: Services, pool: Any) -> None:
+        self.services = services
+        self.pool = pool
+        self.frame_wait_s = CLEAR_FRAME_WAIT_S
+
+    async def active(self, channel_id: str) -> list[ActiveAlarm]:
+        return await self.services.db.run(lambda s: active_alarms(s, channel_id))
+
+    async def sweep(self) -> int:
+        """After start: clear active alarms of cameras the pool does not analyse."""
+        try:
+            alarms = await self.services.db.run(active_alarms)
+            channels = await self.services.db.run(known_channels)
+        except Exception as exc:  # noqa: BLE001 - background task: log, retry on next start
+            log.error("active alarms not swept", error=repr(exc))
+            return 0
+        held = self.pool.active_alarm_ids()
+        by_camera: dict[str, list[ActiveAlarm]] = {}
+        for a in alarms:
+            if a.channel_id not in self.pool.cams and a.alarm_id not in held:
+                by_camera.setdefault(a.channel_id, []).append(a)
+        for cid, left in by_camera.items():
+            await self.orphaned(cid, left, ANALYSIS_OFF if cid in channels else CAMERA_GONE)
+        return sum(map(len, by_camera.values()))
+
+    async def orphaned(self, channel_id: str, alarms: list[ActiveAlarm], reason: str) -> None:
+        frame = await self.pool.latest_frame(channel_id, self.frame_wait_s)
+        jpeg = b"" if frame is None else await asyncio.to_thread(encode_jpeg, frame)
+        for alarm in alarms:
+            try:
+                await self._clear(alarm, jpeg, reason)
+            except Exception as exc:  # noqa: BLE001 - one bad row must not keep the others open
+                log.error("system clear failed", alarm_id=alarm.alarm_id, error=repr(exc))
+
+    async def _clear(self, alarm: ActiveAlarm, jpeg: bytes, reason: str) -> None:
+        if self.services.alarms is None:
+            log.warning("no alarm service: alarm left active", alarm_id=alarm.alarm_id)
+            return
+        picture = jpeg or await self._own_image(alarm)
+        note = f"{NOTE_PREFIX}: {reason}"
+        event = AlarmEvent(
+            alarm_id=alarm.alarm_id,
+            status=AlarmStatus.clear,
+            channel_id=alarm.channel_id,
+            profile=alarm.profile,
+            rule=alarm.rule,
+            alarm_type=alarm.alarm_type,
+            at=datetime.now(UTC),
+            snapshot_jpeg=picture,
+            detail={"system_clear": note, "frame": bool(jpeg)},
+        )
+        outcome = await self.services.alarms.handle(event)
+        if outcome.created or outcome.journaled:
+            await self.services.db.run(lambda s: system_note(s, alarm.alarm_id, note))
+        log.info("alarm cleared by the system", alarm_id=alarm.alarm_id, reason=reason)
+
+    async def _own_image(self, alarm: ActiveAlarm) -> bytes:
+        """The alarm's own picture (the clear needs one; the service substitutes if absent)."""
+        if not alarm.image_key:
+            return b""
+        try:
+            return await asyncio.to_thread(self.services.objects.get, alarm.image_key)
+        except (ObjectStoreError, OSError) as exc:
+            log.warning("alarm picture unavailable", key=alarm.image_key, error=str(exc))
+            return b""
