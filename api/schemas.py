@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storage.models import DeviceStatus, OrgKind, Role
+from vms.recording.schedule import ScheduleList, ScheduleWindow
 
 
 class LoginRequest(BaseModel):
@@ -105,6 +106,7 @@ class ChannelOut(BaseModel):
     latitude: float | None
     record_enabled: bool
     analysis: dict
+    record_schedule: list[dict] = []  # as stored: ScheduleWindow items
 
 
 class ChannelPatch(BaseModel):
@@ -112,3 +114,9 @@ class ChannelPatch(BaseModel):
     name: str | None = Field(None, max_length=200)
     record_enabled: bool | None = None
     analysis: dict | None = None
+    record_schedule: ScheduleList | None = None  # [] or null → record around the clock
+
+    @field_validator("record_schedule", mode="after")
+    @classmethod
+    def _schedule_null_is_empty(cls, value: list[ScheduleWindow] | None) -> list[ScheduleWindow]:
+        return value or []

@@ -184,6 +184,8 @@ class Channel(Base):
     latitude: Mapped[float | None] = mapped_column(Float)
     record_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     analysis: Mapped[dict[str, Any]] = mapped_column(default=dict)  # rules, zones, schedule
+    # weekly recording windows, local time: [{"days": [1..7], "start", "end"}]; [] → always
+    record_schedule: Mapped[list[Any]] = mapped_column(default=list)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     device: Mapped[Device] = relationship(back_populates="channels")

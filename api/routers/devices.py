@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from anyio import from_thread
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.models import Alarm, Channel, Device, Organisation
 
-from ..deps import ADMIN, HUMANS, STAFF, Caller, CallerDep, SessionDep, require_roles
+from ..deps import (
+    ADMIN,
+    HUMANS,
+    STAFF,
+    Caller,
+    CallerDep,
+    ServicesDep,
+    SessionDep,
+    require_roles,
+)
 from ..schemas import ChannelOut, ChannelPatch, DeviceIn, DeviceOut, DevicePatch
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -127,12 +137,24 @@ def list_channels(device_id: str, caller: CallerDep, session: SessionDep) -> lis
     dependencies=[require_roles(*HUMANS)],
 )
 def patch_channel(
-    device_id: str, channel_id: str, body: ChannelPatch, caller: CallerDep, session: SessionDep
+    device_id: str,
+    channel_id: str,
+    body: ChannelPatch,
+    caller: CallerDep,
+    session: SessionDep,
+    services: ServicesDep,
 ) -> Channel:
     device = visible_device(caller, session, device_id)
     channel = next((c for c in device.channels if c.channel_id == channel_id), None)
     if channel is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"channel {channel_id} not found")
-    for name, value in body.model_dump(exclude_unset=True).items():
+    changes = body.model_dump(exclude_unset=True)
+    for name, value in changes.items():
         setattr(channel, name, value)
+    session.commit()  # before the event: listeners (the recorder) re-read the channel
+    from_thread.run_sync(
+        lambda: services.events.publish(
+            "channel.updated", device_id=device_id, channel_id=channel_id, fields=sorted(changes)
+        )
+    )
     return channel

@@ -40,6 +40,8 @@ RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 class SpanOut(BaseModel):
     start: datetime
     end: datetime
+    # gaps: "stream-lost", "disk-slow", "write-error", ... are faults; "schedule" is time
+    # outside the camera's recording windows; "not-recorded" when nothing says why
     reason: str = ""
 
 

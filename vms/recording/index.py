@@ -107,6 +107,38 @@ def store_gap(db: Database, gap: GapInfo, source: str = "recorder") -> None:
         )
 
 
+SCHEDULE_REASON = "schedule"  # gap reason of time outside the channel's recording windows
+
+
+def open_schedule_gap(db: Database, channel_id: str, start: datetime, end: datetime) -> int:
+    """Mark ``[start, end)`` as "outside the schedule" (not an error); returns the row id.
+
+    ``end`` is the next window's start; :func:`close_schedule_gap` trims it if recording
+    resumes earlier (schedule edited) or stops being wanted for another reason.
+    """
+    with db.session() as s:
+        row = RecordingSegment(
+            channel_id=channel_id,
+            start=start,
+            end=max(end, start),
+            is_gap=True,
+            reason=SCHEDULE_REASON,
+            size=0,
+            source="recorder",
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def close_schedule_gap(db: Database, row_id: int, end: datetime) -> None:
+    """Trim a schedule gap row that reaches past ``end`` (it ends now, not when planned)."""
+    with db.session() as s:
+        row = s.get(RecordingSegment, row_id)
+        if row is not None and row.end > end:
+            row.end = max(end, row.start)
+
+
 def rows_between(
     session: Session,
     channel_id: str,

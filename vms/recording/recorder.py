@@ -14,10 +14,13 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -26,10 +29,11 @@ from vms.logging import get_logger
 from vms.media.frames import AccessUnit, Gap, Subscription
 from vms.services import Services
 
-from .index import store_gap, store_segment
+from .index import close_schedule_gap, open_schedule_gap, store_gap, store_segment
 from .playback import DevicePlayback
 from .recovery import recover_spool
 from .retention import RetentionResult, prune
+from .schedule import HORIZON, Schedule
 from .segment import DONE_SUFFIX, SegmentInfo
 from .writer import ChannelWriter, GapInfo
 
@@ -38,6 +42,20 @@ log = get_logger("vms.recording")
 REFRESH_EVENTS = {"catalog.updated", "device.online", "device.offline", "channel.updated"}
 OFF_STATUSES = ("OFF", "OFFLINE")
 STALE_SPOOL_S = 120.0  # a closed spool file older than this was not uploaded: retry it
+BOUNDARY_SLACK_S = 0.05  # wake this long after a window edge, so the edge is behind us
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def local_zone(name: str) -> ZoneInfo:
+    """The node's zone for recording schedules; an unknown name is logged and UTC is used."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.error("unknown server.timezone: recording schedules use UTC", timezone=name)
+        return ZoneInfo("UTC")
 
 
 class _Flush:
@@ -195,7 +213,8 @@ class ChannelRecording:
 
 
 class Recorder:
-    """Records every ``record_enabled`` channel of an online, active device while enabled."""
+    """Records every ``record_enabled`` channel of an online, active device while enabled,
+    inside the channel's weekly ``record_schedule`` windows (none → around the clock)."""
 
     name = "recorder"
 
@@ -211,6 +230,11 @@ class Recorder:
         self._listening = asyncio.Event()
         self._warned_no_hub = False
         self._lock = asyncio.Lock()
+        self.clock: Callable[[], datetime] = utcnow  # tests put a fake clock here
+        self.tz = local_zone(settings.server.timezone)
+        self.next_change: datetime | None = None  # the next window edge of any channel
+        self._schedule_gaps: dict[str, tuple[int, datetime]] = {}  # channel → (row, until)
+        self._bad_schedules: set[str] = set()
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -242,9 +266,10 @@ class Recorder:
     # --- which channels -------------------------------------------------------------
 
     @staticmethod
-    def wanted_channels(session: Session) -> set[str]:
+    def eligible_channels(session: Session) -> dict[str, Any]:
+        """Channels that would be recorded now but for their schedule → stored schedule."""
         stmt = (
-            select(Channel.channel_id)
+            select(Channel.channel_id, Channel.record_schedule)
             .join(Device, Channel.device_pk == Device.id)
             .where(
                 Channel.record_enabled.is_(True),
@@ -253,16 +278,61 @@ class Recorder:
                 Device.status == DeviceStatus.active,
             )
         )
-        return set(session.scalars(stmt))
+        return {channel_id: schedule for channel_id, schedule in session.execute(stmt)}
+
+    def schedule(self, channel_id: str, raw: Any) -> Schedule:
+        """The channel's schedule; a malformed stored one is logged and records around the clock."""
+        try:
+            return Schedule.parse(raw, self.tz)
+        except ValidationError as exc:
+            if channel_id not in self._bad_schedules:
+                self._bad_schedules.add(channel_id)
+                log.error(
+                    "bad record_schedule: recording always", channel=channel_id, error=f"{exc}"
+                )
+            return Schedule((), self.tz)
 
     async def refresh(self) -> None:
-        """Start recording newly wanted channels and stop the ones no longer wanted."""
-        wanted = await self.services.db.run(self.wanted_channels)
+        """Start recording newly wanted channels and stop the ones no longer wanted.
+
+        Wanted = eligible and inside a schedule window now; stopping closes the open segment
+        and releases the hub subscription.  Also notes the next window edge of any channel,
+        so the refresh loop wakes exactly then.
+        """
+        eligible = await self.services.db.run(self.eligible_channels)
+        now = self.clock()
+        wanted: set[str] = set()
+        off: dict[str, datetime] = {}  # eligible but outside its windows → next window start
+        edges: list[datetime] = []
+        for channel_id, raw in eligible.items():
+            schedule = self.schedule(channel_id, raw)
+            edge = schedule.next_change(now)
+            if edge is not None:
+                edges.append(edge)
+            if schedule.active(now):
+                wanted.add(channel_id)
+            else:
+                off[channel_id] = edge or now + HORIZON
+        self.next_change = min(edges, default=None)
         async with self._lock:
             for channel_id in sorted(wanted - set(self.channels)):
                 await self.start_channel(channel_id)
             for channel_id in sorted(set(self.channels) - wanted):
                 await self.stop_channel(channel_id)
+            await self._mark_schedule_gaps(off, now)
+
+    async def _mark_schedule_gaps(self, off: dict[str, datetime], now: datetime) -> None:
+        """Index time outside the windows as gaps with reason "schedule" (not errors)."""
+        db = self.services.db
+        for channel_id, (row_id, until) in list(self._schedule_gaps.items()):
+            if off.get(channel_id) != until:  # back in a window, schedule edited, or not wanted
+                await asyncio.to_thread(close_schedule_gap, db, row_id, now)
+                del self._schedule_gaps[channel_id]
+        for channel_id, until in sorted(off.items()):
+            if channel_id not in self._schedule_gaps:
+                row_id = await asyncio.to_thread(open_schedule_gap, db, channel_id, now, until)
+                self._schedule_gaps[channel_id] = (row_id, until)
+                log.info("outside recording schedule", channel=channel_id, until=until.isoformat())
 
     async def start_channel(self, channel_id: str) -> ChannelRecording | None:
         if channel_id in self.channels:
@@ -335,7 +405,14 @@ class Recorder:
             except Exception as exc:  # noqa: BLE001 - try again next round
                 log.error("recorder refresh failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._refresh.wait(), interval)
+                await asyncio.wait_for(self._refresh.wait(), self._sleep_s(interval))
+
+    def _sleep_s(self, interval: float) -> float:
+        """Until the next refresh: the interval, or just past the next window edge if sooner."""
+        if self.next_change is None:
+            return interval
+        until = (self.next_change - self.clock()).total_seconds() + BOUNDARY_SLACK_S
+        return min(interval, max(until, BOUNDARY_SLACK_S))
 
     async def _events_loop(self) -> None:
         async with self.services.events.subscribe() as events:

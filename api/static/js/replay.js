@@ -84,10 +84,11 @@ export class ReplayView {
         title: `${fmtTime(span.start)} – ${fmtTime(span.end)}${span.reason ? " " + span.reason : ""}` }));
     };
     tl.ranges.forEach(r => place(r, "recorded"));
-    tl.gaps.forEach(g => place(g, "gap"));
+    const faults = tl.gaps.filter(g => g.reason !== "schedule");  // outside the schedule: plain "not recorded"
+    faults.forEach(g => place(g, "gap"));
     this.ranges = tl.ranges;
     this.bar.dataset.ranges = tl.ranges.length;
-    this.info.textContent = `已录 recorded: ${(tl.recorded_s / 60).toFixed(1)} 分钟 min · 片段 ranges: ${tl.ranges.length} · 缺口 gaps: ${tl.gaps.length}`;
+    this.info.textContent = `已录 recorded: ${(tl.recorded_s / 60).toFixed(1)} 分钟 min · 片段 ranges: ${tl.ranges.length} · 缺口 gaps: ${faults.length}`;
     const from = this.playFrom || (tl.ranges.length ? new Date(tl.ranges[0].start) : null);
     this.playFrom = null;
     if (from) await this.play(from);

@@ -202,6 +202,7 @@ def upgrade() -> None:
         sa.Column("latitude", sa.Float(), nullable=True),
         sa.Column("record_enabled", sa.Boolean(), nullable=False),
         sa.Column("analysis", sa.JSON(), nullable=False),
+        sa.Column("record_schedule", sa.JSON(), nullable=False),
         sa.Column("updated_at", storage.models.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["device_pk"], ["devices.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
