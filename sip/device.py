@@ -48,6 +48,7 @@ class NvrConfig:
     model: str = "SIM-NVR-64"
     firmware: str = "V1.0.0"
     charset: str = "GB2312"
+    media_payload: str = "ps"  # "ps": MPEG-PS on PT 96; "h264": raw RFC 6184 H.264 on PT 98
     catalog_per_message: int = 4
     record_per_message: int = 4
     record_hours: float = 6.0

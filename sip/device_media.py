@@ -76,15 +76,17 @@ class DeviceMedia:
             duration = float(offer.end - offer.start) if offer.end > offer.start else 10.0
             if mode == "download":
                 speed = float(offer.download_speed or 1)
-        stream = DeviceStream(req.call_id, channel, offer, StreamPlan(ssrc, duration, speed))
+        raw = self.nvr.config.media_payload == "h264"
+        plan = StreamPlan(ssrc, duration, speed, raw_h264=raw)
+        stream = DeviceStream(req.call_id, channel, offer, plan)
         host = self.nvr.config.local_host
         answer = sdplib.Sdp(
             session_name=offer.session_name,
             origin_user=channel,
             ip=host,
             proto=offer.proto,
-            payloads=["96"],
-            rtpmap={"96": "PS/90000"},
+            payloads=["98"] if raw else ["96"],
+            rtpmap={"98": "H264/90000"} if raw else {"96": "PS/90000"},
             direction="sendonly",
             ssrc=ssrc_text,
             fmt="",

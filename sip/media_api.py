@@ -59,6 +59,8 @@ class MediaAnswer:
     ssrc: str | None  # None when the device sent no y= line (keep ours)
     transport: MediaTransport
     file_size: int | None = None  # a=filesize for downloads
+    # a=rtpmap of the answer: payload type → encoding name ("PS", "H264", "H265")
+    payload_types: dict[int, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """The simulated NVR's media: a clip as MPEG-PS over RTP (PT 96, 90 kHz), real-time paced.
 
+Optionally raw H.264 (RFC 6184, PT 98) instead, as some IPCs send when they answer
+``a=rtpmap:98 H264/90000``.
+
 Sinks: UDP datagrams, or RFC 4571 framing (2-byte length) over a TCP connection the
 device opened (platform ``a=setup:passive``) or accepted (platform ``a=setup:active``).
 """
@@ -13,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .ps_mux import mux_frame
+from .rtp_payloads import h264_payloads, rtp_payload_packets, split_annexb
 from .video_source import Clip
 
 RTP_VERSION = 2
 PT_PS = 96
+PT_H264 = 98
 MAX_PAYLOAD = 1400
 
 
@@ -31,6 +36,12 @@ def rtp_packets(ps: bytes, seq: int, ts: int, ssrc: int, pt: int = PT_PS) -> lis
         )
         out.append(header + chunk)
     return out
+
+
+def h264_rtp_packets(frame: bytes, seq: int, ts: int, ssrc: int, pt: int = PT_H264) -> list[bytes]:
+    """RFC 6184 RTP packets of one Annex-B frame (STAP-A / FU-A); marker on the last."""
+    payloads = h264_payloads(list(split_annexb(frame)), MAX_PAYLOAD)
+    return rtp_payload_packets([(ts, payloads)], ssrc, seq, pt)
 
 
 class Sink:
@@ -85,6 +96,7 @@ class StreamPlan:
     ssrc: int
     duration_s: float | None = None  # None → loop forever (live)
     speed: float = 1.0  # download speed / playback scale
+    raw_h264: bool = False  # RFC 6184 H.264 instead of MPEG-PS
 
 
 class RtpStreamer:
@@ -108,8 +120,11 @@ class RtpStreamer:
             while total is None or n < total:
                 await self.paused.wait()
                 frame = clip.frames[n % len(clip.frames)]
-                ps = mux_frame(frame.data, ts, frame.keyframe)
-                packets = rtp_packets(ps, seq, ts, plan.ssrc)
+                if plan.raw_h264:
+                    packets = h264_rtp_packets(frame.data, seq, ts, plan.ssrc)
+                else:
+                    ps = mux_frame(frame.data, ts, frame.keyframe)
+                    packets = rtp_packets(ps, seq, ts, plan.ssrc)
                 await self.sink.send(packets)
                 seq += len(packets)
                 self.packets_sent += len(packets)

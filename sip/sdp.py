@@ -67,6 +67,16 @@ class Sdp:
         return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
+def payload_types(sdp: Sdp) -> dict[int, str]:
+    """``a=rtpmap`` as payload type → upper-case encoding name (``98 H264/90000`` → H264)."""
+    out: dict[int, str] = {}
+    for pt, enc in sdp.rtpmap.items():
+        name = enc.split("/", 1)[0].strip().upper()
+        if pt.isdigit() and int(pt) < 128 and name:
+            out[int(pt)] = name
+    return out
+
+
 def parse(body: bytes | str) -> Sdp:
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     sdp = Sdp(rtpmap={}, payloads=[], direction="sendrecv")

@@ -123,7 +123,14 @@ class InviteSessions:
             await self._bye_raw(req, remote_to, ack_uri, dialog_peer)
             raise PlayError(f"bad SDP answer: {exc}", 488) from None
         transport = offer.transport
-        answer = MediaAnswer(ans.ip, ans.port, ans.ssrc, transport, ans.file_size)
+        answer = MediaAnswer(
+            ans.ip,
+            ans.port,
+            ans.ssrc,
+            transport,
+            ans.file_size,
+            payload_types=sdplib.payload_types(ans),
+        )
         session = PlaySession(
             call_id=req.call_id,
             request=request,

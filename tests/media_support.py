@@ -17,7 +17,18 @@ from pathlib import Path
 import av
 
 from vms.media.frames import AccessUnit, Codec, Gap
-from vms.media.packetizer import interleaved, ps_frames, rfc4571, rtp_packets
+from vms.media.h26x import split_annexb
+from vms.media.packetizer import (
+    PT_H264,
+    RTP_MTU,
+    h264_payloads,
+    h265_payloads,
+    interleaved,
+    ps_frames,
+    rfc4571,
+    rtp_packets,
+    rtp_payload_packets,
+)
 from vms.media.ps import PsDemuxer
 from vms.media.receiver import RtpIngest
 from vms.media.stats import StreamStats
@@ -290,3 +301,32 @@ async def send_udp(port: int, datagrams: list[bytes], burst: int = 50) -> None:
 def tcp_stream(packets: list[bytes], framing: str = "rfc4571") -> bytes:
     frame = rfc4571 if framing == "rfc4571" else interleaved
     return b"".join(frame(p) for p in packets)
+
+
+# --- raw H.264 / H.265 over RTP ------------------------------------------------------------
+
+
+def h26x_rtp(
+    units: list[tuple[int, bool, bytes]],
+    codec: Codec = Codec.h264,
+    ssrc: int = SSRC,
+    seq: int = 0,
+    payload_type: int = PT_H264,
+    mtu: int = RTP_MTU,
+) -> list[bytes]:
+    """RFC 6184 / RFC 7798 RTP packets for encoder access units, one timestamp per frame."""
+    pack = h264_payloads if codec is Codec.h264 else h265_payloads
+    frames = [(pts, pack(list(split_annexb(data)), mtu)) for pts, _key, data in units]
+    return rtp_payload_packets(frames, ssrc, seq, payload_type)
+
+
+def decode_bytes(units: list[bytes], codec: Codec = Codec.h264) -> list[str]:
+    """Pixel digests of the encoder's own packets (the reference for depacketized units)."""
+    ctx = av.CodecContext.create("hevc" if codec is Codec.h265 else "h264", "r")
+    digests = []
+    for data in units:
+        for frame in ctx.decode(av.Packet(data)):
+            digests.append(frame_digest(frame))
+    for frame in ctx.decode(None):
+        digests.append(frame_digest(frame))
+    return digests

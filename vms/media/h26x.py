@@ -5,11 +5,9 @@ Only what the demuxer and stream statistics need; nothing here decodes pixels.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from sip.rtp_payloads import split_annexb  # noqa: F401 - part of this module's API
 
 from .frames import Codec
-
-START_CODE = b"\x00\x00\x01"
 
 # H.264 nal_unit_type (ITU-T H.264 Table 7-1)
 H264_SLICE = 1
@@ -38,21 +36,6 @@ H265_AU_PREFIX = frozenset({32, 33, 34, 35, 39, 41, 42, 43, 44, *range(48, 56)})
 def nal_type(codec: Codec, header: int) -> int:
     """nal_unit_type from the first NAL header byte."""
     return header & 0x1F if codec is Codec.h264 else (header >> 1) & 0x3F
-
-
-def split_annexb(data: bytes) -> Iterator[bytes]:
-    """NAL units (without start codes) of an Annex-B byte string."""
-    i = data.find(START_CODE)
-    while i >= 0:
-        start = i + 3
-        nxt = data.find(START_CODE, start)
-        end = len(data) if nxt < 0 else nxt
-        nal = data[start:end]
-        if nxt >= 0 and nal.endswith(b"\x00"):
-            nal = nal.rstrip(b"\x00")  # trailing zero of a 4-byte start code
-        if nal:
-            yield nal
-        i = nxt
 
 
 def is_vcl(codec: Codec, t: int) -> bool:

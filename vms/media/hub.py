@@ -342,6 +342,8 @@ class StreamHub:
             if answer.ssrc and answer.ssrc != ssrc:
                 ingest.rekey(ssrc_value(answer.ssrc))
                 log.info("device re-keyed ssrc", channel=key.channel_id, ssrc=answer.ssrc)
+            if answer.payload_types:
+                ingest.set_payload_types(answer.payload_types)
             if transport is MediaTransport.tcp_active:
                 receiver = await TcpActiveReceiver.connect(ingest, answer.ip, answer.port)
             stream.state = "receiving"
@@ -356,7 +358,7 @@ class StreamHub:
                 self.ports.release(port)
             self.ssrcs.release(ssrc)
             if key.mode is not PlayMode.live and stream.ended_by_device:
-                for item in demuxer.flush():
+                for item in ingest.flush():
                     stream.deliver(item)
             done = stream.sequence_done
             seq = ingest.sequence

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import struct
 
+from sip.rtp_payloads import (  # noqa: F401 - re-exported for tests and benchmarks
+    PT_H264,
+    PT_H265,
+    RTP_MTU,
+    h264_payloads,
+    h265_payloads,
+    rtp_payload_packets,
+)
+
 from .ps import PACK_START_CODE, read_timestamp
 
-RTP_MTU = 1400
 PT_PS = 96
 
 
@@ -79,3 +87,6 @@ def rfc4571(packet: bytes) -> bytes:
 def interleaved(packet: bytes, channel: int = 0) -> bytes:
     """One RTP packet framed RTSP-style: ``$``, channel, 2-byte length."""
     return b"$" + bytes([channel]) + len(packet).to_bytes(2, "big") + packet
+
+
+# --- raw H.264 / H.265 over RTP (RFC 6184 / RFC 7798, non-interleaved mode) ---------------

@@ -1,7 +1,8 @@
 """RTP receive for one pulled stream: UDP, TCP passive (we listen), TCP active (we connect).
 
 Transports are thin; :class:`RtpIngest` does the per-packet work (SSRC filter,
-reorder or continuity check, PS demux) and hands units to a sink.  Foreign
+reorder or continuity check, PS demux or raw H.264/H.265 depacketizing by payload
+type) and hands units to a sink.  Foreign
 SSRCs are dropped ("ssrc mismatched"); the device's own SSRC from its SDP
 answer is accepted by :meth:`RtpIngest.rekey`.
 """
@@ -16,9 +17,11 @@ from collections.abc import Callable
 
 from vms.logging import get_logger
 
-from .frames import AccessUnit, Gap
+from . import payload as pt_map
+from .frames import AccessUnit, Codec, Gap
 from .ps import AudioPacket, PsDemuxer
 from .reorder import SEQ_MOD, ReorderBuffer, SequenceStats
+from .rtp_h26x import H26xDepacketizer
 from .stats import StreamStats
 from .tcp_framing import TcpDeframer
 
@@ -27,10 +30,13 @@ log = get_logger("vms.media.receiver")
 UDP_RECV_BUFFER = 4 * 1024 * 1024  # ZLM udp_recv_socket_buffer
 _HEADER = struct.Struct("!BBHII")
 Sink = Callable[[AccessUnit | Gap | AudioPacket], None]
+Parser = PsDemuxer | H26xDepacketizer
+_DROP = object()  # route of a payload type we recognise but cannot parse (MPEG-TS)
+SNIFF_BUFFER = 64  # packets of an unknown payload type held while sniffing
 
 
 class RtpIngest:
-    """SSRC check → sequence order → PS demux → sink, for one stream."""
+    """SSRC check → sequence order → PS demux or H.264/H.265 depacketizer → sink."""
 
     def __init__(
         self,
@@ -39,12 +45,16 @@ class RtpIngest:
         ssrc: int | None,
         stats: StreamStats,
         reorder: bool = True,
+        payload_types: dict[int, str] | None = None,
     ) -> None:
         self.demuxer = demuxer
+        self.depacketizers: dict[Codec, H26xDepacketizer] = {}
+        self._active: Parser = demuxer
+        self.set_payload_types(payload_types or {})
         self.sink = sink
         self.ssrcs: set[int] = set() if ssrc is None else {ssrc}
         self.stats = stats
-        self.reorder: ReorderBuffer[tuple[bytes, bool]] | None = (
+        self.reorder: ReorderBuffer[tuple[bytes, bool, int, int]] | None = (
             ReorderBuffer() if reorder else None
         )
         self.sequence = self.reorder.stats if self.reorder else SequenceStats()
@@ -54,12 +64,24 @@ class RtpIngest:
         """Accept the SSRC the device announced in its answer (it may differ from ours)."""
         self.ssrcs.add(ssrc)
 
+    def set_payload_types(self, answered: dict[int, str]) -> None:
+        """Route payload types as the device's SDP answer maps them (over the defaults)."""
+        self.payload_types = pt_map.payload_type_map(answered)
+        ps = [pt for pt, enc in self.payload_types.items() if enc == pt_map.PS]
+        self._ps_pt = ps[0] if ps else -1  # the hot path: one compare per packet
+        self._routes: dict[int, object] = {}
+        self._sniffing: dict[int, list[tuple[bytes, bool, int, int]]] = {}
+
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        return self._active.resolution
+
     def on_packet(self, data: bytes, now: float) -> None:
         """One RTP packet (a datagram, or a deframed TCP packet)."""
         if len(data) < 12 or data[0] >> 6 != 2:
             self.stats.bad_packets += 1
             return
-        b0, b1, seq, _ts, ssrc = _HEADER.unpack_from(data)
+        b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
         if self.ssrcs and ssrc not in self.ssrcs:
             self.stats.foreign_ssrc += 1
             return
@@ -76,9 +98,10 @@ class RtpIngest:
         self.stats.on_packet(len(data), now)
         payload = data[start:end] if start or end != len(data) else data
         marker = bool(b1 & 0x80)
+        pt = b1 & 0x7F
         if self.reorder is not None:
-            for lost, (p, m) in self.reorder.push(seq, (payload, marker), now):
-                self._demux(p, m, lost)
+            for lost, (p, m, t, k) in self.reorder.push(seq, (payload, marker, ts, pt), now):
+                self._demux(p, m, t, k, lost)
         else:
             lost = 0
             if self._next_seq is not None:
@@ -88,9 +111,12 @@ class RtpIngest:
                 self.sequence.lost += lost
             self.sequence.received += 1
             self._next_seq = (seq + 1) % SEQ_MOD
-            self._demux(payload, marker, lost)
+            self._demux(payload, marker, ts, pt, lost)
 
-    def _demux(self, payload: bytes, marker: bool, lost: int) -> None:
+    def _demux(self, payload: bytes, marker: bool, ts: int, pt: int, lost: int) -> None:
+        if pt != self._ps_pt:
+            self._route(payload, marker, ts, pt, lost)
+            return
         sink = self.sink
         if lost:
             for item in self.demuxer.mark_loss():
@@ -101,17 +127,100 @@ class RtpIngest:
             for item in self.demuxer.end_of_frame():
                 sink(item)
 
+    def _route(self, payload: bytes, marker: bool, ts: int, pt: int, lost: int) -> None:
+        """Any payload type but the first PS one: its parser, found once per type."""
+        if pt not in self.payload_types:
+            self.stats.unknown_pt += 1
+        parser = self._routes.get(pt)
+        if parser is None:
+            self._choose(pt, payload, marker, ts, lost)
+        else:
+            self._feed(parser, payload, marker, ts, lost)
+
+    def _feed(self, parser: object, payload: bytes, marker: bool, ts: int, lost: int) -> None:
+        sink = self.sink
+        if parser is self.demuxer:
+            self._active = self.demuxer
+            if lost:
+                for item in self.demuxer.mark_loss():
+                    sink(item)
+            for item in self.demuxer.feed(payload):
+                sink(item)
+            if marker:
+                for item in self.demuxer.end_of_frame():
+                    sink(item)
+        elif isinstance(parser, H26xDepacketizer):
+            self._active = parser
+            if lost:
+                for item in parser.mark_loss():
+                    sink(item)
+            for item in parser.feed(payload, ts, marker):
+                sink(item)
+
+    def _choose(self, pt: int, payload: bytes, marker: bool, ts: int, lost: int) -> None:
+        """Pick the parser for ``pt`` from the answer's map, else by sniffing its first packets.
+
+        Packets of an unknown type are held (bounded) until their bytes decide: a PS
+        pack header (or MPEG-TS, dropped: unsupported) at once, H.264 after
+        ``SNIFF_PACKETS`` plausible NAL headers in a row.
+        """
+        enc = self.payload_types.get(pt)
+        held = [(payload, marker, ts, lost)]
+        if enc is None:
+            held = self._sniffing.setdefault(pt, [])
+            held.append((payload, marker, ts, lost))
+            kinds = [pt_map.sniff(p) for p, *_ in held]
+            if pt_map.PS in kinds or pt_map.TS in kinds:
+                enc = pt_map.PS if pt_map.PS in kinds else pt_map.TS
+            elif len(held) >= pt_map.SNIFF_PACKETS and all(
+                k == pt_map.H264 for k in kinds[-pt_map.SNIFF_PACKETS :]
+            ):
+                enc = pt_map.H264
+            else:
+                if len(held) > SNIFF_BUFFER:
+                    del held[0]
+                return
+            del self._sniffing[pt]
+            log.info("unknown payload type sniffed", pt=pt, encoding=enc)
+        parser: object
+        if enc == pt_map.PS:
+            parser = self.demuxer
+        elif enc in (pt_map.H264, pt_map.H265):
+            codec = Codec.h264 if enc == pt_map.H264 else Codec.h265
+            if codec not in self.depacketizers:
+                self.depacketizers[codec] = H26xDepacketizer(
+                    self.demuxer.channel_id, codec, self.demuxer.clock
+                )
+            parser = self.depacketizers[codec]
+        else:
+            log.warning("payload type not supported: dropped", pt=pt, encoding=enc)
+            parser = _DROP
+        self._routes[pt] = parser
+        for p, m, t, k in held:
+            self._feed(parser, p, m, t, k)
+
     def tick(self, now: float) -> None:
         """Timer: give up reorder holes that waited too long."""
         if self.reorder is not None:
-            for lost, (p, m) in self.reorder.flush(now):
-                self._demux(p, m, lost)
+            for lost, (p, m, t, k) in self.reorder.flush(now):
+                self._demux(p, m, t, k, lost)
+
+    def _parsers(self) -> list[Parser]:
+        return [self.demuxer, *self.depacketizers.values()]
 
     def connection_lost(self) -> None:
         """A TCP connection ended: what follows is not contiguous with what came before."""
         self._next_seq = None
-        for item in self.demuxer.mark_loss("connection-lost"):
-            self.sink(item)
+        for parser in self._parsers():
+            for item in parser.mark_loss("connection-lost"):
+                self.sink(item)
+
+    def flush(self) -> list[AccessUnit | Gap | AudioPacket]:
+        """End of stream: the last whole frame of every parser in use."""
+        out: list[AccessUnit | Gap | AudioPacket] = []
+        for parser in self._parsers():
+            out += parser.flush()
+        return out
 
 
 class UdpReceiver(asyncio.DatagramProtocol):

@@ -16,6 +16,7 @@ class StreamStats:
     bytes: int = 0
     foreign_ssrc: int = 0  # packets dropped for an SSRC that is not ours
     bad_packets: int = 0  # not RTP at all
+    unknown_pt: int = 0  # packets of a payload type the SDP answer did not map (sniffed)
     frames: int = 0
     keyframes: int = 0
     gaps: int = 0
@@ -73,6 +74,7 @@ class StreamStats:
             "bytes": self.bytes,
             "foreign_ssrc": self.foreign_ssrc,
             "bad_packets": self.bad_packets,
+            "unknown_pt": self.unknown_pt,
             "frames": self.frames,
             "keyframes": self.keyframes,
             "gaps": self.gaps,

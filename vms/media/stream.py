@@ -82,6 +82,9 @@ class Stream:
         now = time.monotonic()
         seq = self.sequence()
         demuxer = self.demuxer
+        resolution = self.ingest.resolution if self.ingest else None
+        if resolution is None and demuxer is not None:
+            resolution = demuxer.resolution
         out: dict[str, Any] = {
             "channel_id": self.key.channel_id,
             "mode": self.key.mode.value,
@@ -93,7 +96,7 @@ class Stream:
             "attempts": self.attempts,
             "last_error": self.last_error,
             "codec": self.codec,
-            "resolution": list(demuxer.resolution) if demuxer and demuxer.resolution else None,
+            "resolution": list(resolution) if resolution else None,
             "lost": seq.lost,
             "duplicates": seq.duplicates,
             "late": seq.late,
