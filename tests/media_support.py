@@ -9,10 +9,11 @@ import random
 import socket
 import struct
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -330,3 +331,72 @@ def decode_bytes(units: list[bytes], codec: Codec = Codec.h264) -> list[str]:
     for frame in ctx.decode(None):
         digests.append(frame_digest(frame))
     return digests
+
+
+@dataclass
+class NvrRig:
+    """A real SIP server, the stream hub and one simulated NVR whose catalog is in the DB."""
+
+    hub: Any
+    nvr: Any
+    channels: list[str]
+
+
+@contextlib.asynccontextmanager
+async def nvr_rig(
+    services: Any, device_id: str, transport: str = "udp", **nvr: Any
+) -> AsyncIterator[NvrRig]:
+    from sqlalchemy import select
+
+    from sip.device import NvrConfig, SimulatedNvr
+    from storage.models import Channel
+    from vms.media.hub import StreamHub
+    from vms.sip_component import sip_component
+
+    settings = services.settings
+    settings.media.transport = transport
+    settings.media.rtp_port_min, settings.media.rtp_port_max = 32000, 32999
+    settings.media.idle_close_s = 0
+    sip = sip_component(services)
+    assert sip is not None
+    await sip.start()
+    hub = StreamHub(services)
+    await hub.start()
+    device = SimulatedNvr(
+        NvrConfig(
+            device_id=device_id,
+            server_id=settings.sip.server_id,
+            server_domain=settings.sip.domain,
+            server_host="127.0.0.1",
+            server_port=services.sip.port,
+            password=settings.sip.password,
+            **nvr,
+        )
+    )
+
+    def channels() -> list[str]:
+        with services.db.session() as s:
+            return sorted(s.scalars(select(Channel.channel_id)))
+
+    try:
+        await device.start(wait=True)
+        want = nvr.get("channels", 4)
+        async with asyncio.timeout(10):
+            while len(channels()) < want:  # the catalog on register fills the DB
+                await asyncio.sleep(0.05)
+        yield NvrRig(hub, device, channels())
+    finally:
+        await hub.stop()
+        await device.stop()
+        await sip.stop()
+
+
+async def collect_units(sub: Any, count: int, timeout: float = 15) -> list[AccessUnit]:
+    """The next ``count`` access units of a subscription (gaps skipped)."""
+    units: list[AccessUnit] = []
+    async with asyncio.timeout(timeout):
+        while len(units) < count:
+            item = await sub.get()
+            if isinstance(item, AccessUnit):
+                units.append(item)
+    return units

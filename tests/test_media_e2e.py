@@ -5,16 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select
 
-from sip.device import NvrConfig, SimulatedNvr
-from storage.models import Channel
-from vms.media.frames import AccessUnit, Codec
-from vms.media.hub import StreamHub
+from vms.media.frames import Codec
 from vms.services import Services
-from vms.sip_component import sip_component
 
-from .media_support import decode_units
+from .media_support import collect_units, decode_units, nvr_rig
 
 DEVICE = "34020000001180000001"
 
@@ -27,42 +22,11 @@ async def until(check, timeout: float = 10.0) -> None:
 
 @pytest.mark.parametrize("transport", ["udp", "tcp-passive", "tcp-active"])
 async def test_nvr_stream_reaches_subscribers(services: Services, transport: str) -> None:
-    settings = services.settings
-    settings.media.transport = transport
-    settings.media.rtp_port_min, settings.media.rtp_port_max = 32000, 32999
-    settings.media.idle_close_s = 0
-    sip = sip_component(services)
-    assert sip is not None
-    await sip.start()
-    hub = StreamHub(services)
-    await hub.start()
-    nvr = SimulatedNvr(
-        NvrConfig(
-            device_id=DEVICE,
-            server_id=settings.sip.server_id,
-            server_domain=settings.sip.domain,
-            server_host="127.0.0.1",
-            server_port=services.sip.port,
-            password=settings.sip.password,
-            channels=2,
-        )
-    )
-    try:
-        await nvr.start(wait=True)
-
-        def channels() -> list[str]:
-            with services.db.session() as s:
-                return sorted(s.scalars(select(Channel.channel_id)))
-
-        await until(lambda: len(channels()) == 2)  # catalog on register filled the DB
-        channel = channels()[0]
+    async with nvr_rig(services, DEVICE, transport, channels=2) as rig:
+        hub, nvr, channel = rig.hub, rig.nvr, rig.channels[0]
+        assert len(rig.channels) == 2
         sub = hub.subscribe(channel, "e2e")
-        units: list[AccessUnit] = []
-        async with asyncio.timeout(15):
-            while len(units) < 30:
-                item = await sub.get()
-                if isinstance(item, AccessUnit):
-                    units.append(item)
+        units = await collect_units(sub, 30)
         assert units[0].keyframe and all(u.codec is Codec.h264 for u in units)
         assert len(decode_units(units)) >= len(units) - 1
         stats = hub.stats(channel)
@@ -73,7 +37,3 @@ async def test_nvr_stream_reaches_subscribers(services: Services, transport: str
         sub.close()
         await until(lambda: not nvr.media.streams)  # our BYE stopped the device's stream
         assert hub.ports.in_use() == 0
-    finally:
-        await hub.stop()
-        await nvr.stop()
-        await sip.stop()

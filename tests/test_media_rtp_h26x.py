@@ -6,10 +6,8 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
 
 from sip import sdp as sdplib
-from sip.device import NvrConfig, SimulatedNvr
 from sip.media_api import MediaAnswer, MediaOffer, MediaTransport, PlayRequest, PlaySession
 from storage.models import Channel, Device
 from vms.media import payload
@@ -22,16 +20,17 @@ from vms.media.receiver import RtpIngest
 from vms.media.rtp_h26x import H26xDepacketizer
 from vms.media.stats import StreamStats
 from vms.services import Services
-from vms.sip_component import sip_component
 
 from .media_support import (
     SSRC,
     Collector,
+    collect_units,
     decode_bytes,
     decode_units,
     encode_units,
     h26x_rtp,
     nvr_frame,
+    nvr_rig,
     rtp_packets,
 )
 
@@ -278,45 +277,10 @@ async def test_hub_pulls_raw_h264_over_udp(services: Services, h264_clip) -> Non
 
 async def test_sip_nvr_raw_h264_end_to_end(services: Services) -> None:
     """Real SIP server + simulated NVR answering ``98 H264/90000`` + the hub, over UDP."""
-    settings = services.settings
-    settings.media.transport = "udp"
-    settings.media.rtp_port_min, settings.media.rtp_port_max = 32000, 32999
-    settings.media.idle_close_s = 0
-    sip = sip_component(services)
-    assert sip is not None
-    await sip.start()
-    hub = StreamHub(services)
-    await hub.start()
-    nvr = SimulatedNvr(
-        NvrConfig(
-            device_id=E2E_DEVICE,
-            server_id=settings.sip.server_id,
-            server_domain=settings.sip.domain,
-            server_host="127.0.0.1",
-            server_port=services.sip.port,
-            password=settings.sip.password,
-            channels=1,
-            media_payload="h264",
-        )
-    )
-    try:
-        await nvr.start(wait=True)
-
-        def channels() -> list[str]:
-            with services.db.session() as s:
-                return sorted(s.scalars(select(Channel.channel_id)))
-
-        async with asyncio.timeout(10):
-            while not channels():
-                await asyncio.sleep(0.05)
-        channel = channels()[0]
+    async with nvr_rig(services, E2E_DEVICE, channels=1, media_payload="h264") as rig:
+        hub, channel = rig.hub, rig.channels[0]
         sub = hub.subscribe(channel, "e2e")
-        units: list[AccessUnit] = []
-        async with asyncio.timeout(15):
-            while len(units) < 30:
-                item = await sub.get()
-                if isinstance(item, AccessUnit):
-                    units.append(item)
+        units = await collect_units(sub, 30)
         assert units[0].keyframe and all(u.codec is Codec.h264 for u in units)
         assert len(decode_units(units)) == len(units)
         stream = hub._live[channel]
@@ -327,7 +291,3 @@ async def test_sip_nvr_raw_h264_end_to_end(services: Services) -> None:
         stats = hub.stats(channel)
         assert stats["lost"] == 0 and stats["unknown_pt"] == 0 and stats["codec"] == "h264"
         sub.close()
-    finally:
-        await hub.stop()
-        await nvr.stop()
-        await sip.stop()
