@@ -117,6 +117,10 @@ class RtpIngest:
         if pt != self._ps_pt:
             self._route(payload, marker, ts, pt, lost)
             return
+        self._feed_ps(payload, marker, lost)
+
+    def _feed_ps(self, payload: bytes, marker: bool, lost: int) -> None:
+        """The PS demuxer's packet step: loss first, then the bytes, then the frame end."""
         sink = self.sink
         if lost:
             for item in self.demuxer.mark_loss():
@@ -141,14 +145,7 @@ class RtpIngest:
         sink = self.sink
         if parser is self.demuxer:
             self._active = self.demuxer
-            if lost:
-                for item in self.demuxer.mark_loss():
-                    sink(item)
-            for item in self.demuxer.feed(payload):
-                sink(item)
-            if marker:
-                for item in self.demuxer.end_of_frame():
-                    sink(item)
+            self._feed_ps(payload, marker, lost)
         elif isinstance(parser, H26xDepacketizer):
             self._active = parser
             if lost:
