@@ -24,6 +24,7 @@ from storage.models import Channel, Device, Organisation, OrgKind
 from vms.analyzer_resume import AlarmResume
 from vms.logging import get_logger
 from vms.services import Services
+from vms.tasks import cancel_task
 
 log = get_logger("vms.analyzers")
 
@@ -82,9 +83,7 @@ class AnalyzerComponent:
 
     async def stop(self) -> None:
         """Clean shutdown: active alarms are NOT cleared (see ``AnalyzerPool.stop``)."""
-        if self._sweep is not None:
-            self._sweep.cancel()
-            await asyncio.gather(self._sweep, return_exceptions=True)
+        await cancel_task(self._sweep)
         self.services.analyzers = None
         await self.pool.stop()
 

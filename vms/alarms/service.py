@@ -25,6 +25,7 @@ from storage.models import Alarm, Channel, Device, Organisation, Profile
 from storage.objects import ObjectStoreError
 from vms.logging import get_logger
 from vms.services import Services
+from vms.tasks import cancel_task
 from vms.uplink import outbox, tables
 
 from . import codes, images
@@ -251,10 +252,8 @@ class AlarmService:
         self._journal_task = asyncio.create_task(self._journal_loop(), name="alarm-journal")
 
     async def stop(self) -> None:
-        if self._journal_task is not None:
-            self._journal_task.cancel()
-            await asyncio.gather(self._journal_task, return_exceptions=True)
-            self._journal_task = None
+        await cancel_task(self._journal_task)
+        self._journal_task = None
         await self.spool.stop()
 
     def _commit(

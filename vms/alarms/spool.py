@@ -14,6 +14,7 @@ from pathlib import Path
 
 from storage.objects import ObjectStore, ObjectStoreError, check_key
 from vms.logging import get_logger
+from vms.tasks import cancel_task
 
 log = get_logger("vms.alarms.spool")
 
@@ -84,7 +85,5 @@ class ImageSpool:
         self._task = asyncio.create_task(self.run(), name="alarm-image-spool")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from vms.logging import get_logger
+from vms.tasks import cancel_task
 
 log = get_logger("vms.alarms.webhooks")
 
@@ -82,8 +83,6 @@ class WebhookNotifier:
             self._task = asyncio.create_task(self._run(), name="alarm-webhooks")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         await self._client.aclose()

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from storage.models import Organisation, OrgKind, OutboxItem
 from vms.logging import get_logger
 from vms.services import Services
+from vms.tasks import cancel_task
 
 from . import outbox, tables
 
@@ -181,7 +182,5 @@ class UplinkScheduler:
         self._task = asyncio.create_task(self._run(), name="uplink-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None

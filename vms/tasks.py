@@ -1,0 +1,18 @@
+"""Background tasks of components: one way to stop them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+async def cancel_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a component's background task and wait until it has really ended.
+
+    Its exceptions (the cancellation included) are swallowed: a stopping component
+    must go on stopping the rest.
+    """
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
