@@ -6,8 +6,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# opencv-doc ships vtest.avi, the real pedestrian clip the media and analyzer tests use.
-DEB_PACKAGES := ffmpeg sip-tester postgresql chromium chromium-driver opencv-doc
+# opencv-doc ships vtest.avi, the real pedestrian clip the media and analyzer tests use;
+# mosquitto is the MQTT broker the sensor collector tests start.
+DEB_PACKAGES := ffmpeg sip-tester postgresql chromium chromium-driver opencv-doc mosquitto
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install demo serve test lint bench sysdeps models clean

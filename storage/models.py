@@ -286,55 +286,6 @@ class RecordingSegment(Base):
     source: Mapped[str] = mapped_column(String(16), default="recorder")  # or "playback" (NVR)
 
 
-# --- sensors and warnings -----------------------------------------------------
-
-
-class Sensor(Base):
-    __tablename__ = "sensors"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
-    code: Mapped[str] = mapped_column(String(64), unique=True)
-    name: Mapped[str] = mapped_column(String(200), default="")
-    kind: Mapped[str] = mapped_column(String(32))  # gas, level, pressure, temperature
-    unit: Mapped[str] = mapped_column(String(16), default="")
-    thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    online: Mapped[bool] = mapped_column(Boolean, default=False)
-    last_reading_at: Mapped[datetime | None] = mapped_column()
-
-
-class Reading(Base):
-    __tablename__ = "readings"
-    __table_args__ = (Index("ix_readings_sensor_at", "sensor_pk", "at"),)
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    sensor_pk: Mapped[int] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"))
-    at: Mapped[datetime] = mapped_column()
-    value: Mapped[float] = mapped_column(Float)
-    quality: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class WarningLevel(enum.StrEnum):
-    red = "red"
-    orange = "orange"
-    yellow = "yellow"
-    blue = "blue"
-
-
-class SensorWarning(Base):
-    __tablename__ = "warnings"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    sensor_pk: Mapped[int | None] = mapped_column(ForeignKey("sensors.id"), index=True)
-    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
-    level: Mapped[WarningLevel] = mapped_column(Enum(WarningLevel, native_enum=False, length=8))
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    raised_at: Mapped[datetime] = mapped_column(default=utcnow)
-    escalated_at: Mapped[datetime | None] = mapped_column()
-    cleared_at: Mapped[datetime | None] = mapped_column()
-    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
-
-
 # --- uplink outbox --------------------------------------------------------------
 
 
@@ -366,3 +317,8 @@ class OutboxItem(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     dead_at: Mapped[datetime | None] = mapped_column()  # when it became a dead letter
     requeued_at: Mapped[datetime | None] = mapped_column()  # re-sent by an admin: age restarts
+
+
+# The sensor side lives in its own module; importing it here puts its tables into
+# Base.metadata wherever the models are loaded (migrations, autogenerate checks).
+from storage import sensor_models as _sensor_models  # noqa: E402,F401

@@ -30,14 +30,11 @@ from storage.models import (
     OutboxItem,
     OutboxState,
     Profile,
-    Reading,
     RecordingSegment,
     Role,
-    Sensor,
-    SensorWarning,
     User,
-    WarningLevel,
 )
+from storage.sensor_models import Reading, Sensor, SensorWarning, WarningLevel
 
 CST = timezone(timedelta(hours=8))
 
@@ -256,7 +253,11 @@ def test_sensors_readings_and_warnings(db: Database) -> None:
     with db.session() as s:
         org = _tree(s)["ent"]
         sensor = Sensor(
-            org_id=org.id, code="GAS-001", kind="gas", unit="%LEL", thresholds={"red": 50}
+            org_id=org.id,
+            tag="GAS-001",
+            kind="gas_combustible",
+            unit="%LEL",
+            thresholds={"h": 25, "hh": 50},
         )
         s.add(sensor)
         s.flush()
@@ -264,8 +265,15 @@ def test_sensors_readings_and_warnings(db: Database) -> None:
             Reading(sensor_pk=sensor.id, at=t0 + timedelta(seconds=i), value=i * 1.5)
             for i in range(5)
         )
-        s.add(SensorWarning(sensor_pk=sensor.id, org_id=org.id, level=WarningLevel.orange))
-        sensor_pk = sensor.id
+        s.add(
+            SensorWarning(
+                sensor_pk=sensor.id,
+                org_id=org.id,
+                level=WarningLevel.orange,
+                peak_level=WarningLevel.orange,
+            )
+        )
+        sensor_pk, org_id = sensor.id, org.id
     with db.session() as s:
         values = s.scalars(
             select(Reading.value).where(Reading.sensor_pk == sensor_pk).order_by(Reading.at)
@@ -273,9 +281,10 @@ def test_sensors_readings_and_warnings(db: Database) -> None:
         assert values == [0.0, 1.5, 3.0, 4.5, 6.0]
         warning = s.scalar(select(SensorWarning))
         assert warning is not None and warning.level is WarningLevel.orange and warning.active
-        assert s.get(Sensor, sensor_pk).thresholds == {"red": 50}  # type: ignore[union-attr]
-    with pytest.raises(IntegrityError), db.session() as s:
-        s.add(Sensor(code="GAS-001", kind="gas"))
+        assert len(warning.warning_id) == 36
+        assert s.get(Sensor, sensor_pk).thresholds == {"h": 25, "hh": 50}  # type: ignore[union-attr]
+    with pytest.raises(IntegrityError), db.session() as s:  # a tag is unique in its enterprise
+        s.add(Sensor(org_id=org_id, tag="GAS-001", kind="gas_combustible"))
     with db.session() as s:
         s.execute(delete(SensorWarning))
         s.execute(delete(Sensor).where(Sensor.id == sensor_pk))

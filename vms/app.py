@@ -62,6 +62,7 @@ def component_factories() -> list[ComponentFactory]:
     """Components in start order; each factory returns None when disabled by settings."""
     from vms.alarm_component import alarm_component
     from vms.analyzer_component import analyzer_factory
+    from vms.ingest.component import ingest_factory
     from vms.live_component import live_factory
     from vms.media.hub import create_hub
     from vms.recording.recorder import create_recorder
@@ -72,6 +73,7 @@ def component_factories() -> list[ComponentFactory]:
     # recorder after the media hub: it subscribes through services.media
     # analyzers after the media hub: the pool subscribes through services.media
     # sip before the media hub: the hub registers its session listener on services.sip
+    # ingest after alarms and media: sensor warnings link to cameras and notify like alarms
     return [
         sip_component,
         create_hub,
@@ -79,6 +81,7 @@ def component_factories() -> list[ComponentFactory]:
         live_factory,
         create_recorder,
         analyzer_factory,
+        ingest_factory,
     ]
 
 

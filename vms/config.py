@@ -268,12 +268,80 @@ class LiveSettings(Section):
         return v
 
 
+class IngestSettings(Section):
+    """Sensor readings: collectors, batching, upload periods, retention (spec/sensors.md)."""
+
+    enabled: bool = True
+    batch_max: int = Field(5000, ge=1)  # readings per database write
+    flush_interval_s: float = Field(0.5, gt=0)  # write buffered readings at least this often
+    queue_max: int = Field(200_000, ge=100)  # readings buffered before new ones are refused
+    normal_period_s: float = Field(300.0, gt=0)  # ≤ 5 min between readings normally
+    alarm_period_s: float = Field(10.0, gt=0)  # ≤ 10 s while the point is in warning
+    period_tolerance: float = Field(0.2, ge=0)  # fraction over the period before "slow"
+    offline_after_s: float = Field(600.0, gt=0)  # no reading for this long → point offline
+    future_tolerance_s: float = Field(60.0, ge=0)  # readings further in the future are refused
+    retention_days: float = Field(30.0, gt=0)  # raw readings kept this long
+    aggregate_retention_days: float = Field(400.0, gt=0)  # 1-min/1-h aggregates kept this long
+    retention_interval_s: float = Field(3600.0, gt=0)  # how often retention runs
+    refresh_s: float = Field(10.0, gt=0)  # re-read gateways and points from the database
+    push_max_skew_s: float = Field(300.0, gt=0)  # push batch clock vs ours
+    push_max_rows: int = Field(10_000, ge=1)  # rows in one push batch
+    poll_timeout_s: float = Field(3.0, gt=0)  # Modbus/OPC UA request timeout
+    reconnect_max_s: float = Field(30.0, gt=0)  # longest back-off between reconnects
+
+
+class WarningSettings(Section):
+    """Warning levels, escalation timers and notification channels (spec/sensors.md §4)."""
+
+    enabled: bool = True
+    tick_s: float = Field(5.0, gt=0)  # how often escalation timers are checked
+    downgrade_hold_s: float = Field(30.0, ge=0)  # a lower level must hold this long to count
+    deadband: float = Field(0.02, ge=0, lt=1)  # hysteresis, fraction of the range (or value)
+    webhooks: list[str] = []  # URLs that get every warning event as JSON (best-effort + retry)
+    webhook_token: str = ""  # "Authorization: Bearer <token>" for those webhooks
+    smtp_host: str = ""  # e-mail notices; empty → no e-mail
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "vms@localhost"
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(10.0, gt=0)
+    sms_url: str = ""  # HTTP SMS gateway (JSON POST {"to", "text"}); empty → no SMS
+    sms_token: str = ""  # sent as "Authorization: Bearer <token>"
+    notify_retry_base_s: float = Field(5.0, gt=0)
+    notify_retry_max_s: float = Field(600.0, gt=0)
+    notify_dead_after_s: float = Field(86400.0, gt=0)  # a notice still failing is a dead letter
+
+
+class SupervisionSettings(Section):
+    """Offline supervision and reports (spec/sensors.md §6)."""
+
+    enabled: bool = True
+    report_time: str = "08:00"  # local time the weekly (Monday) and monthly (1st) reports run
+    offline_rate_limit: float = Field(0.05, ge=0, le=1)  # daily-average offline rate → notice
+    interview_days: float = Field(2.0, gt=0)  # offline longer → interview list
+    area_interview_days: float = Field(5.0, gt=0)  # offline longer → enterprise and area
+    overdue_alarm_hours: float = Field(24.0, gt=0)  # video alarm or warning open longer: overdue
+    interval_s: float = Field(300.0, gt=0)  # how often daily offline figures are brought up to date
+
+    @field_validator("report_time")
+    @classmethod
+    def _check_report_time(cls, v: str) -> str:
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", v)
+        if not m or int(m.group(2)) > 59:
+            raise ValueError("must be HH:MM")
+        if (int(m.group(1)), int(m.group(2))) >= (11, 0):
+            raise ValueError("reports are due before 11:00 (spec/sensors.md §6)")
+        return v
+
+
 class DemoSettings(Section):
     """What ``vms demo`` adds to ``vms serve``."""
 
     devices: int = Field(1, ge=0)
     channels: int = Field(4, ge=1)
     video: Path | None = None  # NVR clip; empty → opencv-doc's vtest.avi, else a pattern
+    sensors: bool = True  # also run a simulated sensor gateway with a scripted gas-leak ramp
 
 
 class Settings(BaseSettings):
@@ -295,6 +363,9 @@ class Settings(BaseSettings):
     analyzers: AnalyzerSettings = AnalyzerSettings()
     uplink: UplinkSettings = UplinkSettings()
     live: LiveSettings = LiveSettings()
+    ingest: IngestSettings = IngestSettings()
+    warning: WarningSettings = WarningSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
     demo: DemoSettings = DemoSettings()
 
     @classmethod

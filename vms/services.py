@@ -29,4 +29,7 @@ class Services:
     alarms: Any = None  # vms.alarms.service.AlarmService
     uplink: Any = None  # vms.uplink.sender.UplinkSender
     live: Any = None  # vms.live.service.LiveService
+    ingest: Any = None  # vms.ingest.service.IngestService
+    warnings: Any = None  # vms.warning.engine.WarningEngine
+    supervision: Any = None  # vms.supervision.service.Supervision
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Warning levels, escalation timers, notices and closed-loop handling of sensor warnings."""
