@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -70,6 +71,7 @@ class DeviceState:
     ptz_commands: list[tuple[str, str]] = field(default_factory=list)
     controls: list[tuple[str, str, str]] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
+    invites: deque[SipRequest] = field(default_factory=lambda: deque(maxlen=256))  # for tests
     keepalives_sent: int = 0
     keepalive_failures: int = 0
 

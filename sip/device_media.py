@@ -1,5 +1,8 @@
 """The simulated NVR's INVITE side: answer the SDP, stream after ACK, stop on BYE.
 
+Like a strict recorder it refuses (488) an offer whose ``s=``, ``u=``, ``t=``, ``y=`` or
+``a=downloadspeed`` do not fit together, so every test that INVITEs it checks the offer.
+
 TCP media follows the offer's ``a=setup``: platform ``passive`` → the device connects to
 the offered port; platform ``active`` → the device listens and answers with its port.
 """
@@ -41,6 +44,30 @@ class DeviceStream:
     acked: bool = False
 
 
+HISTORY_MODES = ("Playback", "Download")
+
+
+def offer_problem(offer: sdplib.Sdp, channel: str) -> str:
+    """What a strict device finds wrong in an INVITE offer ("" when nothing)."""
+    mode = offer.session_name
+    if mode not in ("Play", *HISTORY_MODES):
+        return f"unknown s={mode}"
+    if offer.ssrc is not None:
+        head = "1" if mode in HISTORY_MODES else "0"
+        if len(offer.ssrc) != 10 or not offer.ssrc.isdigit() or offer.ssrc[0] != head:
+            return f"s={mode} needs a 10-digit y= starting with {head}"
+    if mode in HISTORY_MODES:
+        if offer.uri != f"{channel}:0":
+            return f"s={mode} needs u={channel}:0"
+        if not 0 < offer.start < offer.end:
+            return f"s={mode} needs t=<start> <end>"
+    elif offer.uri is not None or (offer.start, offer.end) != (0, 0):
+        return "s=Play takes no u= and t=0 0"
+    if mode == "Download" and not offer.download_speed:
+        return "s=Download needs a=downloadspeed"
+    return ""
+
+
 class DeviceMedia:
     def __init__(self, nvr: SimulatedNvr) -> None:
         self.nvr = nvr
@@ -62,12 +89,15 @@ class DeviceMedia:
         except sdplib.SdpError:
             stx.reply(488)
             return
+        self.nvr.state.invites.append(req)
+        problem = offer_problem(offer, channel)
+        if problem:  # a strict recorder: a wrong offer would replay the wrong thing
+            log.warning("invite refused", channel=channel, problem=problem)
+            stx.reply(488, problem)
+            return
         stx.reply(100)
-        ssrc_text = (
-            offer.ssrc
-            if offer.ssrc and offer.ssrc.isdigit()
-            else f"0{random.randint(0, 10**9 - 1):09d}"
-        )
+        head = "1" if offer.session_name in HISTORY_MODES else "0"
+        ssrc_text = offer.ssrc or f"{head}{random.randint(0, 10**9 - 1):09d}"  # checked above
         ssrc = int(ssrc_text) & 0xFFFFFFFF
         mode = offer.session_name.lower()
         duration = None

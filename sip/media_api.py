@@ -3,7 +3,8 @@
 The media layer owns receive ports and SSRCs; it hands a :class:`MediaOffer`
 to the SIP server, which INVITEs the device and returns a :class:`PlaySession`
 holding the device's :class:`MediaAnswer`.  The SIP server tells its session
-listeners when a device ends a session (BYE, MediaStatus 121, timeout).
+listeners when a device ends a session (BYE, MediaStatus 121, timeout, re-registration),
+and its connect listeners when a device (re)connects, so wanted streams are re-INVITEd.
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ class PlayMode(enum.StrEnum):
     playback = "Playback"
     download = "Download"
 
+    @classmethod
+    def parse(cls, value: PlayMode | str) -> PlayMode:
+        """A mode from its ``s=`` value or its name, any case ("Playback", "playback", "live")."""
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip().lower()
+        for mode in cls:
+            if text in (mode.value.lower(), mode.name):
+                return mode
+        raise ValueError(f"unknown play mode {value!r}: use Play, Playback or Download")
+
 
 class MediaTransport(enum.StrEnum):
     udp = "udp"
@@ -38,6 +50,10 @@ class PlayRequest:
     end: datetime | None = None
     download_speed: int = 1
     stream_number: int = 0  # 0 main stream, 1 sub stream
+
+    def __post_init__(self) -> None:
+        # a caller passing "playback" must still get s=Playback, never a live INVITE
+        object.__setattr__(self, "mode", PlayMode.parse(self.mode))
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,9 @@ class PlaySession:
 
 
 SessionEndListener = Callable[[PlaySession, str], Awaitable[None] | None]
+# (device id, reason): the device (re)connected — a REGISTER that started a new registration,
+# or a keepalive after it was marked offline; pulls waiting to re-INVITE it may go now
+DeviceConnectListener = Callable[[str, str], Awaitable[None] | None]
 
 
 class PlayError(Exception):
@@ -101,3 +120,5 @@ class PlayController(Protocol):
     ) -> None: ...
 
     def add_session_listener(self, listener: SessionEndListener) -> None: ...
+
+    def add_connect_listener(self, listener: DeviceConnectListener) -> None: ...

@@ -154,7 +154,9 @@ class QueryMixin:
         col = await self._query(device_id, "DeviceStatus")
         if not col.docs:
             raise QueryError(f"device {device_id} sent no DeviceStatus")
-        return DeviceStatusInfo.from_doc(col.docs[0])
+        status = DeviceStatusInfo.from_doc(col.docs[0])
+        await self.save_status(device_id, status)
+        return status
 
     async def record_info(
         self: SipServer,

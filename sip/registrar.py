@@ -1,11 +1,14 @@
 """REGISTER (GB/T 28181 §2): digest challenge, refresh, unregister, expiry and keepalive loss.
 
 Part of :class:`sip.server.SipServer`; kept apart so the registry rules read in one place.
+Whether a REGISTER is a (re)connection or a plain refresh is decided by
+:func:`connection_reason` alone; :meth:`RegistrarMixin._connected` is what follows one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import time
 from dataclasses import dataclass, field
@@ -30,7 +33,7 @@ GB_ID = re.compile(r"^\d{20}$")
 @dataclass
 class Registration:
     device_id: str
-    peer: Peer
+    peer: Peer  # where requests go: the latest REGISTER or MESSAGE source
     contact: str
     call_id: str
     expires_at: float
@@ -38,7 +41,40 @@ class Registration:
     online: bool = True
     charset: str = "GB2312"
     gb_version: str = ""
+    source: tuple[str, str, int] = ("", "", 0)  # transport, host, port of the last REGISTER
+    cseq: int = 0  # CSeq of the last accepted REGISTER
     registered_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def source_of(peer: Peer) -> tuple[str, str, int]:
+    return (peer.transport, peer.host, peer.port)
+
+
+def connection_reason(
+    reg: Registration | None, call_id: str, cseq: int, peer: Peer, now: float
+) -> str | None:
+    """Why a REGISTER (re)starts the device's registration — a (re)connection — or None.
+
+    None only for a plain refresh of a live registration: same Call-ID, higher CSeq, from the
+    transport and address of the last REGISTER.  Everything else — the first REGISTER, one
+    after expiry or unregister (the registration is gone), after a keepalive timeout, with a
+    new Call-ID or a restarted CSeq (a reboot), over another transport or from another
+    address — is a (re)connection: the device may have forgotten its sessions and changed
+    its channels, so it is queried and its wanted streams INVITEd again.
+    """
+    if reg is None:
+        return "register"
+    if not reg.online:
+        return "register-after-offline"
+    if now > reg.expires_at:
+        return "register-after-expiry"
+    if call_id != reg.call_id:
+        return "register-new-call-id"
+    if source_of(peer) != reg.source:
+        return "register-new-address"
+    if cseq <= reg.cseq:
+        return "register-cseq-restart"
+    return None
 
 
 class RegistrarMixin:
@@ -46,6 +82,7 @@ class RegistrarMixin:
         req, c = stx.request, self.config
         try:
             device_id = req.from_.user or req.to.user
+            cseq = req.cseq[0]
         except SipParseError:
             stx.reply(400, "Bad From")
             return
@@ -60,15 +97,9 @@ class RegistrarMixin:
             stx.reply(403, "Device Not Allowed")
             return
         reg = self.registrations.get(device_id)
-        refresh = (
-            reg is not None
-            and reg.online
-            and reg.call_id == req.call_id
-            and reg.peer.host == stx.peer.host
-            and req.get("Authorization") is None
-        )
+        reason = connection_reason(reg, req.call_id, cseq, stx.peer, time.monotonic())
         charset = reg.charset if reg else "GB2312"
-        if not refresh:
+        if reason is not None or req.get("Authorization") is not None:
             header = req.get("Authorization")
             if header is None:
                 stx.reply(401, WWW_Authenticate=self.auth.challenge())
@@ -103,18 +134,24 @@ class RegistrarMixin:
             if reg is not None:
                 await self._go_offline(device_id, "unregister")
             return
-        contact = req.get("Contact") or ""
-        new = reg is None or not reg.online
+        # the decision again: an await above may have let another REGISTER of it through
+        reg = self.registrations.get(device_id)
+        reason = connection_reason(reg, req.call_id, cseq, stx.peer, now)
         self.registrations[device_id] = Registration(
             device_id=device_id,
             peer=stx.peer,
-            contact=contact,
+            contact=req.get("Contact") or "",
             call_id=req.call_id,
             expires_at=now + expires,
             last_seen=now,
             charset=charset,
             gb_version=req.get("X-GB-Ver") or "",
+            source=source_of(stx.peer),
+            cseq=cseq,
+            registered_at=datetime.now(UTC) if reason or reg is None else reg.registered_at,
         )
+        if reason is not None:
+            self.stats["connections"] += 1
         stx.respond(resp)
         at = datetime.now(UTC)
         await self.store.registered(
@@ -126,22 +163,60 @@ class RegistrarMixin:
             gb_version=req.get("X-GB-Ver") or "",
             at=at,
         )
-        if new:
-            log.info("device online", device_id=device_id, peer=stx.peer.addr)
-            await self.store.set_online(device_id, True, at=at, reason="register")
-            if c.catalog_on_register:
-                self.spawn(self._initial_catalog(device_id), "sip-initial-catalog")
+        if reason is not None:
+            await self._connected(device_id, reason, was_online=reg is not None and reg.online)
 
-    async def _initial_catalog(self: SipServer, device_id: str) -> None:
-        """DeviceInfo then Catalog of a device that just came online (as WVP does)."""
+    async def _connected(self: SipServer, device_id: str, reason: str, was_online: bool) -> None:
+        """A (re)connection: the device may have rebooted, changed its channels or its address.
+
+        Sessions of its old registration are ended (the streams still wanted are INVITEd again
+        by their owners, on the new contact), it is online, the connect listeners hear of it,
+        and it is asked for DeviceInfo, Catalog and DeviceStatus afresh.
+        """
+        reg = self.registrations[device_id]
+        log.info("device online", device_id=device_id, peer=reg.peer.addr, reason=reason)
+        if was_online:
+            await self.sessions.device_reconnected(device_id, reg.peer)
         try:
-            await self.device_info(device_id)
-        except Exception as exc:  # noqa: BLE001 - logged; some devices never answer it
-            log.info("initial device info failed", device_id=device_id, error=repr(exc))
-        try:
-            await self.catalog(device_id)
-        except Exception as exc:  # noqa: BLE001 - logged; the operator can refresh later
-            log.info("initial catalog failed", device_id=device_id, error=repr(exc))
+            await self.store.set_online(device_id, True, at=datetime.now(UTC), reason=reason)
+        except Exception as exc:  # noqa: BLE001 - a store hiccup must not cost the queries
+            log.error("online not stored", device_id=device_id, error=repr(exc))
+        await self._tell_connected(device_id, reason)
+        if self.config.catalog_on_register:
+            old = self._connect_queries.pop(device_id, None)
+            if old is not None:
+                old.cancel()  # answers of its previous life are of no use now
+            task = self.spawn(self._query_connected(device_id), "sip-connect-queries")
+            self._connect_queries[device_id] = task
+            task.add_done_callback(lambda t: self._forget_queries(device_id, t))
+
+    def _forget_queries(self: SipServer, device_id: str, task: asyncio.Task[None]) -> None:
+        if self._connect_queries.get(device_id) is task:
+            del self._connect_queries[device_id]
+
+    async def _tell_connected(self: SipServer, device_id: str, reason: str) -> None:
+        for listener in list(self.connect_listeners):
+            try:
+                result = listener(device_id, reason)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # noqa: BLE001 - one listener must not stop the others
+                log.error("connect listener failed", device_id=device_id, error=repr(exc))
+
+    async def _query_connected(self: SipServer, device_id: str) -> None:
+        """DeviceInfo, Catalog, then DeviceStatus of a device that just (re)connected."""
+        steps = (
+            ("device info", self.device_info),
+            ("catalog", self.catalog),
+            ("device status", self.device_status),
+        )
+        for what, query in steps:
+            try:
+                await query(device_id)
+            except Exception as exc:  # noqa: BLE001 - logged; some devices never answer one
+                log.info(
+                    "query after connect failed", query=what, device_id=device_id, error=repr(exc)
+                )
 
     async def _go_offline(self: SipServer, device_id: str, reason: str) -> None:
         reg = self.registrations.get(device_id)

@@ -21,7 +21,8 @@ import structlog
 
 from . import manscdp
 from .auth import DigestAuthenticator
-from .manscdp import CONTENT_TYPE, AlarmNotify, DeviceInfo, Manscdp, ManscdpError
+from .manscdp import CONTENT_TYPE, AlarmNotify, DeviceInfo, DeviceStatusInfo, Manscdp, ManscdpError
+from .media_api import DeviceConnectListener
 from .message import NameAddr, SipParseError, SipRequest, SipUri, new_call_id, new_tag
 from .queries import QueryMixin
 from .registrar import RegistrarMixin, Registration
@@ -53,7 +54,7 @@ class ServerConfig:
     timezone: str = "Asia/Shanghai"
     t1: float = 0.5
     send_date_header: bool = True
-    catalog_on_register: bool = True  # query the catalog when a device comes online
+    catalog_on_register: bool = True  # DeviceInfo, Catalog, DeviceStatus on every (re)connection
     max_pending: int = 5000  # REGISTERs being handled at once; more get 503 + Retry-After
 
 
@@ -83,7 +84,9 @@ class SipServer(RegistrarMixin, QueryMixin):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cseq = itertools.count(1)
         self._monitor: asyncio.Task[None] | None = None
-        self.stats = {"register": 0, "keepalive": 0, "message": 0, "bad": 0}
+        self.stats = {"register": 0, "connections": 0, "keepalive": 0, "message": 0, "bad": 0}
+        self.connect_listeners: list[DeviceConnectListener] = []
+        self._connect_queries: dict[str, asyncio.Task[None]] = {}  # per device, latest only
         # last keepalive per device, written to the store by the monitor (no task per message)
         self._keepalives: dict[str, tuple[str, int, datetime]] = {}
         self._init_queries()
@@ -146,6 +149,10 @@ class SipServer(RegistrarMixin, QueryMixin):
 
     def add_session_listener(self, listener: Any) -> None:
         self.sessions.listeners.append(listener)
+
+    def add_connect_listener(self, listener: DeviceConnectListener) -> None:
+        """Hear of every device (re)connection (see ``registrar.connection_reason``)."""
+        self.connect_listeners.append(listener)
 
     # --- dispatch ----------------------------------------------------------------
 
@@ -214,11 +221,12 @@ class SipServer(RegistrarMixin, QueryMixin):
                 return
             stx.reply(200)
             self._seen(reg, stx.peer, doc)
-            if not reg.online:
+            if not reg.online:  # back after a keepalive timeout, without a new REGISTER
                 reg.online = True
                 self.spawn(
                     self.store.set_online(sender, True, at=datetime.now(UTC), reason="keepalive")
                 )
+                self.spawn(self._tell_connected(sender, "keepalive"), "sip-connect-listeners")
             self._keepalives[sender] = (stx.peer.host, stx.peer.port, datetime.now(UTC))
             return
         if reg is None:
@@ -296,3 +304,6 @@ class SipServer(RegistrarMixin, QueryMixin):
 
     async def save_info(self, device_id: str, info: DeviceInfo) -> None:
         await self.store.save_device_info(device_id, info)
+
+    async def save_status(self, device_id: str, status: DeviceStatusInfo) -> None:
+        await self.store.save_device_status(device_id, status)

@@ -1,9 +1,10 @@
 """INVITE dialogs towards devices: the signalling half of ``PlayController``.
 
-INVITE (live / playback / download, UDP or TCP media) → 200 → ACK; BYE from either
-side; CANCEL when the caller gives up before the final answer; INFO with MANSRTSP
-for playback control; MediaStatus 121 ends a playback.  Listeners hear about every
-session the device (or its disappearance) ends, never about our own ``stop``.
+INVITE (live / playback / download, UDP or TCP media; the offer from ``play_offer``) → 200
+→ ACK; BYE from either side; CANCEL when the caller gives up before the final answer; INFO
+with MANSRTSP for playback control; MediaStatus 121 ends a playback.  Listeners hear about
+every session the device (its disappearance, its re-registration) ends, never about our
+own ``stop``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from . import play_offer
 from . import sdp as sdplib
 from .media_api import (
     MediaAnswer,
     MediaOffer,
-    MediaTransport,
     PlayError,
-    PlayMode,
     PlayRequest,
     PlaySession,
     SessionEndListener,
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sip.sessions")
 
 BYE_TIMEOUT_S = 5.0
-RTPMAP = {"96": "PS/90000", "97": "MPEG4/90000", "98": "H264/90000", "99": "H265/90000"}
 
 
 @dataclass
@@ -62,35 +61,9 @@ class InviteSessions:
         self._abandoned: set[str] = set()  # call-ids we CANCELled: a late 200 gets ACK + BYE
         server.endpoint.on_stray_response = self._stray
 
-    def offer_sdp(self, request: PlayRequest, offer: MediaOffer) -> sdplib.Sdp:
-        tcp = offer.transport != MediaTransport.udp
-        sdp = sdplib.Sdp(
-            session_name=request.mode.value,
-            origin_user=request.channel_id,
-            ip=offer.ip,
-            port=offer.port,
-            proto="TCP/RTP/AVP" if tcp else "RTP/AVP",
-            payloads=list(RTPMAP),
-            rtpmap=dict(RTPMAP),
-            direction="recvonly",
-            ssrc=offer.ssrc,
-        )
-        if tcp:
-            sdp.setup = "passive" if offer.transport == MediaTransport.tcp_passive else "active"
-            sdp.connection = "new"
-        if request.mode != PlayMode.live:
-            if request.start is None or request.end is None:
-                raise PlayError("playback and download need start and end", 400)
-            sdp.uri = f"{request.channel_id}:0"
-            sdp.start, sdp.end = int(request.start.timestamp()), int(request.end.timestamp())
-        if request.mode == PlayMode.download:
-            sdp.download_speed = request.download_speed
-        if request.stream_number:
-            sdp.extra.append(f"streamnumber:{request.stream_number}")
-        return sdp
-
     async def play(self, request: PlayRequest, offer: MediaOffer) -> PlaySession:
         srv = self.server
+        body = play_offer.offer_sdp(request, offer).serialise()  # refuses a wrong offer first
         try:
             reg = srv.registration(request.device_id)
             peer = await srv.peer_for(reg)
@@ -99,9 +72,9 @@ class InviteSessions:
         req = srv.new_request("INVITE", request.channel_id, reg, peer)
         c = srv.config
         req.set("Contact", f"<sip:{c.server_id}@{srv.sdp_ip}:{srv.port}>")
-        req.set("Subject", f"{request.channel_id}:{offer.ssrc},{c.server_id}:0")
+        req.set("Subject", play_offer.subject(request, offer, c.server_id))
         req.set("Content-Type", "APPLICATION/SDP")
-        req.body = self.offer_sdp(request, offer).serialise()
+        req.body = body
         log.info("invite", channel=request.channel_id, mode=request.mode.value, ssrc=offer.ssrc)
         try:
             resp = await srv.endpoint.request(req, peer, timeout=c.invite_timeout_s)
@@ -279,6 +252,24 @@ class InviteSessions:
             if d.device_id == device_id:
                 self.dialogs.pop(call_id, None)
                 await self._notify(d.session, f"device-{reason}")
+
+    async def device_reconnected(self, device_id: str, peer: Peer) -> None:
+        """The device registered anew while we held dialogs with it (a reboot, a new address):
+        they belong to its old life.  Hang them up at its new address (best effort: a rebooted
+        device answers 481) and tell the listeners, so wanted streams are INVITEd again."""
+        for call_id, d in list(self.dialogs.items()):
+            if d.device_id != device_id:
+                continue
+            self.dialogs.pop(call_id, None)
+            d.peer = peer
+            self.server.spawn(self._bye_quietly(d), "sip-stale-bye")
+            await self._notify(d.session, "device-reconnected")
+
+    async def _bye_quietly(self, d: Dialog) -> None:
+        try:
+            await self._in_dialog(d, "BYE")
+        except (TransactionTimeout, OSError) as exc:
+            log.info("no answer to BYE of a stale session", call_id=d.call_id, error=repr(exc))
 
     async def _notify(self, session: PlaySession, reason: str) -> None:
         log.info("session ended by device", call_id=session.call_id, reason=reason)

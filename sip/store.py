@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
-from .manscdp import AlarmNotify, CatalogItem, DeviceInfo
+from .manscdp import AlarmNotify, CatalogItem, DeviceInfo, DeviceStatusInfo
 
 
 @dataclass
@@ -47,6 +47,8 @@ class DeviceStore(Protocol):
 
     async def save_device_info(self, device_id: str, info: DeviceInfo) -> None: ...
 
+    async def save_device_status(self, device_id: str, status: DeviceStatusInfo) -> None: ...
+
     async def save_alarm(self, device_id: str, alarm: AlarmNotify) -> None: ...
 
     async def list_channels(self) -> list[CatalogItem]: ...
@@ -65,6 +67,7 @@ class MemoryDevice:
     keepalive_at: datetime | None = None
     channels: dict[str, CatalogItem] = field(default_factory=dict)
     info: DeviceInfo | None = None
+    status: DeviceStatusInfo | None = None  # the latest DeviceStatus answer
     alarms: list[AlarmNotify] = field(default_factory=list)
     history: list[tuple[str, datetime, str]] = field(default_factory=list)
 
@@ -113,12 +116,22 @@ class MemoryDeviceStore:
 
     async def save_catalog(self, device_id: str, items: list[CatalogItem], complete: bool) -> None:
         dev = self.devices.get(device_id)
-        if dev is not None:
-            dev.channels.update({i.device_id: i for i in items})
+        if dev is None:
+            return
+        dev.channels.update({i.device_id: i for i in items})
+        if complete:  # as the database store: channels no longer listed are kept, marked off
+            listed = {i.device_id for i in items}
+            for cid, ch in dev.channels.items():
+                if cid not in listed:
+                    dev.channels[cid] = replace(ch, status="OFF")
 
     async def save_device_info(self, device_id: str, info: DeviceInfo) -> None:
         if device_id in self.devices:
             self.devices[device_id].info = info
+
+    async def save_device_status(self, device_id: str, status: DeviceStatusInfo) -> None:
+        if device_id in self.devices:
+            self.devices[device_id].status = status
 
     async def save_alarm(self, device_id: str, alarm: AlarmNotify) -> None:
         if device_id in self.devices:

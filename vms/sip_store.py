@@ -2,8 +2,9 @@
 
 All database work goes through ``db.run`` so the SIP loop never waits on it.  State
 changes are also published on the event bus (``device.online``, ``device.offline``,
-``device.alarm``, ``catalog.updated``).  Keepalive writes are coalesced: one row update per
-device per half interval is plenty for "last seen" and spares the database 10 k writes a minute.
+``device.alarm``, ``device.status``, ``catalog.updated``).  Keepalive writes are coalesced: one
+row update per device per half interval is plenty for "last seen" and spares the database 10 k
+writes a minute.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sip.manscdp import AlarmNotify, CatalogItem, DeviceInfo
+from sip.manscdp import AlarmNotify, CatalogItem, DeviceInfo, DeviceStatusInfo
 from sip.store import DeviceRecord
 from storage.models import Channel, Device, DeviceEvent, DeviceStatus
 from vms.logging import get_logger
@@ -178,6 +179,27 @@ class DbDeviceStore:
                 d.name = info.name[:200]
 
         await self.db.run(fn)
+
+    async def save_device_status(self, device_id: str, status: DeviceStatusInfo) -> None:
+        """A DeviceStatus answer joins the device's history (asked on every (re)connection)."""
+        detail = {
+            "online": status.online[:16],
+            "status": status.status[:16],
+            "encode": status.encode[:16],
+            "record": status.record[:16],
+            "device_time": status.device_time[:32],
+            "result": status.result[:16],
+        }
+
+        def fn(s: Session) -> int | None:
+            d = _device(s, device_id)
+            if d is None:
+                return None
+            s.add(DeviceEvent(device_pk=d.id, kind="status", detail=detail))
+            return d.org_id
+
+        org_id = await self.db.run(fn)
+        self.events.publish("device.status", device_id=device_id, org_id=org_id, **detail)
 
     async def save_alarm(self, device_id: str, alarm: AlarmNotify) -> None:
         detail = {

@@ -5,7 +5,9 @@ and SSRC, asks the SIP server to INVITE the device (``services.sip.play``) and
 receives; the last one leaving sends BYE after ``media.idle_close_s``.  A lost
 stream (no packets for ``media.stream_timeout_s``, device BYE, TCP cut) gives
 every consumer a :class:`Gap`, publishes ``stream.lost`` and is re-INVITEd with
-exponential backoff while anyone still subscribes.  The receive path never
+exponential backoff while anyone still subscribes; when its device (re)connects
+(the SIP server's connect listeners) the wait is cut short and the re-INVITE goes
+at once to the device's new contact.  The receive path never
 waits on a consumer: :meth:`Subscription.offer` drops a slow one to the next
 keyframe.
 """
@@ -222,6 +224,9 @@ class StreamHub:
         sip = self.services.sip
         if sip is not None and self._sip_listening is not sip:
             sip.add_session_listener(self._session_ended)
+            add_connect = getattr(sip, "add_connect_listener", None)
+            if callable(add_connect):  # controllers without one keep the plain backoff
+                add_connect(self._device_connected)
             self._sip_listening = sip
         return sip
 
@@ -239,6 +244,16 @@ class StreamHub:
                 stream.end_reason = f"device ended session: {reason}"
                 stream.ended_by_device = True
                 stream.ended.set()
+
+    def _device_connected(self, device_id: str, reason: str) -> None:
+        """Live pulls of a device that is back re-INVITE now, not after their backoff."""
+        woken = 0
+        for stream in self._live.values():
+            if stream.device_id in (device_id, None) and not stream.closing:
+                stream.wake.set()  # None: its channel was not found yet; the catalog may have it
+                woken += 1
+        if woken:
+            log.info("device connected: pulls wake", device_id=device_id, reason=reason, n=woken)
 
     async def _run(self, stream: Stream) -> None:
         backoff = self.retry_min_s
@@ -266,8 +281,11 @@ class StreamHub:
                 backoff = self.retry_min_s
             log.info("stream retry", channel=stream.key.channel_id, in_s=backoff, reason=reason)
             stream.retry_delays.append(backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self.retry_max_s)
+            if await stream.wait_retry(backoff):
+                backoff = self.retry_min_s  # the device is back: a fresh start
+                log.info("stream re-invite after device connection", channel=stream.key.channel_id)
+            else:
+                backoff = min(backoff * 2, self.retry_max_s)
 
     def _lost(self, stream: Stream, reason: str, got_data: bool) -> None:
         """Tell consumers (a Gap, if they had frames) and the event bus."""

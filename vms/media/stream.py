@@ -41,6 +41,7 @@ class Stream:
     task: asyncio.Task[None] | None = None
     idle_timer: asyncio.TimerHandle | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # re-INVITE now: device is back
     end_reason: str = ""
     ended_by_device: bool = False
     closing: bool = False
@@ -52,6 +53,17 @@ class Stream:
     codec: str | None = None
     receiver: Any = None  # the transport object while receiving
     invited_at: float = 0.0  # time.monotonic() of the 200 OK
+
+    async def wait_retry(self, delay: float) -> bool:
+        """Wait ``delay`` before the next INVITE; True when ``wake`` (the device is back) cut
+        it short."""
+        try:
+            await asyncio.wait_for(self.wake.wait(), delay)
+        except TimeoutError:
+            return False
+        finally:
+            self.wake.clear()
+        return True
 
     def deliver(self, item: AccessUnit | Gap | AudioPacket) -> None:
         """Fan one unit out; never blocks (each Subscription bounds itself)."""
