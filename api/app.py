@@ -17,14 +17,23 @@ from .routers import (
     alarms,
     analyzers,
     auth,
+    contacts,
     devices,
     events_ws,
+    gateways,
+    ingest_push,
+    installations,
     live,
     orgs,
     recordings,
+    sensor_import,
+    sensor_readings,
+    sensors,
     sip,
     streams,
+    supervision,
     uplink,
+    warnings,
 )
 from .security import LoginLimiter, load_or_create_secret
 
@@ -56,6 +65,15 @@ def create_app(services: Services) -> FastAPI:
         analyzers,
         sip,
         streams,
+        warnings,
+        contacts,
+        gateways,
+        installations,
+        sensors,
+        sensor_import,
+        sensor_readings,
+        ingest_push,
+        supervision,
     ):
         app.include_router(module.router)
 

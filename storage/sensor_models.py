@@ -313,6 +313,8 @@ class Notification(Base):
     warning_pk: Mapped[int | None] = mapped_column(
         ForeignKey("warnings.id", ondelete="SET NULL"), index=True
     )
+    # the organisation the notice is about (API scoping); a warning's enterprise
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     state: Mapped[OutboxState] = mapped_column(_enum(OutboxState, 8), default=OutboxState.pending)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -334,6 +336,9 @@ class OfflineDaily(Base):
     org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     offline_s: Mapped[float] = mapped_column(Float, default=0.0)
     longest_offline_s: Mapped[float] = mapped_column(Float, default=0.0)
+    # seconds of the day the subject was watched: it existed and was not suspended (a whole
+    # day is 86400; today so far, a point added at noon or a suspended one count less)
+    monitored_s: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class SupervisionReport(Base):

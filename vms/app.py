@@ -67,6 +67,8 @@ def component_factories() -> list[ComponentFactory]:
     from vms.media.hub import create_hub
     from vms.recording.recorder import create_recorder
     from vms.sip_component import sip_component
+    from vms.supervision.component import supervision_factory
+    from vms.warning.component import warning_factory
 
     # alarms first: services.alarms must exist before the analyzer pool emits events;
     # live after the media hub: it reads services.media per viewer
@@ -82,6 +84,8 @@ def component_factories() -> list[ComponentFactory]:
         create_recorder,
         analyzer_factory,
         ingest_factory,
+        warning_factory,
+        supervision_factory,
     ]
 
 

@@ -23,7 +23,19 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-GB_ID = re.compile(r"^\d{20}$")
+from sip import ids
+
+
+def _gb_id(v: str) -> str:
+    if not ids.is_gb_id(v):
+        raise ValueError("must be a 20-digit GB28181 id")
+    return v
+
+
+def _gb_domain(v: str) -> str:
+    if not ids.is_domain(v):
+        raise ValueError("must be 10 digits")
+    return v
 
 
 class Section(BaseModel):
@@ -95,6 +107,23 @@ class SipUpstreamSettings(Section):
     expires_s: int = Field(3600, ge=60)
     keepalive_interval_s: float = Field(60.0, gt=0)
     keepalive_misses: int = Field(3, ge=1)
+    retry_s: float = Field(60.0, gt=0)  # wait after a refused or unanswered REGISTER
+    catalog_group: int = Field(4, ge=1, le=100)  # catalog items per MESSAGE to it
+
+    @field_validator("server_id")
+    @classmethod
+    def _check_server_id(cls, v: str) -> str:
+        return _gb_id(v)
+
+    @field_validator("local_id")
+    @classmethod
+    def _check_local_id(cls, v: str) -> str:
+        return v and _gb_id(v)
+
+    @field_validator("domain")
+    @classmethod
+    def _check_domain(cls, v: str) -> str:
+        return _gb_domain(v)
 
 
 class SipSettings(Section):
@@ -115,22 +144,26 @@ class SipSettings(Section):
     query_timeout_s: float = Field(10.0, gt=0)  # wait for a MANSCDP answer (DeviceInfo, ...)
     catalog_timeout_s: float = Field(15.0, gt=0)  # multi-message Catalog/RecordInfo: keep partial
     invite_timeout_s: float = Field(10.0, gt=0)  # no final answer to INVITE → CANCEL, error
-    catalog_on_register: bool = True  # query DeviceInfo and Catalog when a device comes online
+    catalog_on_register: bool = True  # DeviceInfo, Catalog, DeviceStatus on each (re)connection
+    max_pending: int = Field(5000, ge=1)  # REGISTERs handled at once; more get 503 + Retry-After
+    t1: float = Field(0.5, gt=0, le=10)  # RFC 3261 T1: retransmit base over UDP (RTT estimate)
+    send_date_header: bool = True  # Date on REGISTER 200 OK (devices set their clock from it)
     upstreams: list[SipUpstreamSettings] = []  # superior platforms (cascade)
 
     @field_validator("server_id")
     @classmethod
     def _check_server_id(cls, v: str) -> str:
-        if not GB_ID.match(v):
-            raise ValueError("must be a 20-digit GB28181 id")
-        return v
+        return _gb_id(v)
 
     @field_validator("domain")
     @classmethod
     def _check_domain(cls, v: str) -> str:
-        if not re.fullmatch(r"\d{10}", v):
-            raise ValueError("must be 10 digits")
-        return v
+        return _gb_domain(v)
+
+    @field_validator("allowed_device_ids")
+    @classmethod
+    def _check_allowed(cls, v: list[str]) -> list[str]:
+        return [_gb_id(d) for d in v]
 
 
 class MediaSettings(Section):
@@ -311,6 +344,7 @@ class WarningSettings(Section):
     notify_retry_base_s: float = Field(5.0, gt=0)
     notify_retry_max_s: float = Field(600.0, gt=0)
     notify_dead_after_s: float = Field(86400.0, gt=0)  # a notice still failing is a dead letter
+    snapshot_timeout_s: float = Field(5.0, gt=0)  # wait this long for a linked camera's keyframe
 
 
 class SupervisionSettings(Section):
@@ -323,6 +357,8 @@ class SupervisionSettings(Section):
     area_interview_days: float = Field(5.0, gt=0)  # offline longer → enterprise and area
     overdue_alarm_hours: float = Field(24.0, gt=0)  # video alarm or warning open longer: overdue
     interval_s: float = Field(300.0, gt=0)  # how often daily offline figures are brought up to date
+    frequent_warnings: int = Field(10, ge=1)  # non-blue warnings a month → "frequent": key target
+    frequent_major_warnings: int = Field(3, ge=1)  # orange/red warnings a month → "frequent"
 
     @field_validator("report_time")
     @classmethod

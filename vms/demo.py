@@ -1,4 +1,4 @@
-"""``vms demo``: a seeded organisation tree, a demo admin and simulated NVRs.
+"""``vms demo``: a seeded organisation tree, a demo admin, simulated NVRs and sensors.
 
 The demo admin's password is never in the repo: it comes from
 ``auth.admin_password`` or is generated once and written to
@@ -86,6 +86,12 @@ def seed_demo(services: Services) -> None:
                         sip_password=settings.sip.password,
                     )
                 )
+        if settings.demo.sensors:
+            from vms.demo_sensors import seed_demo_sensors
+
+            ent = s.scalar(select(Organisation).where(Organisation.code == ENTERPRISE_CODE))
+            if ent is not None:
+                seed_demo_sensors(s, ent)
         username = settings.auth.admin_username or "admin"
         if s.scalar(select(User).where(User.username == username)) is None:
             password = settings.auth.admin_password
@@ -109,7 +115,7 @@ class DemoNvrs:
         self._analysis: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        from sip.device import NvrConfig, SimulatedNvr
+        from simdevice.nvr import NvrConfig, SimulatedNvr
 
         settings = self.services.settings
         sip = settings.sip
@@ -185,6 +191,15 @@ def demo_nvrs(services: Services) -> DemoNvrs | None:
     return DemoNvrs(services)
 
 
+def demo_sensors(services: Services) -> Any:
+    """The simulated sensor gateway of the seeded demo plant (``vms.demo_sensors``)."""
+    if not services.settings.demo.sensors or not services.settings.ingest.enabled:
+        return None
+    from vms.demo_sensors import DemoSensors
+
+    return DemoSensors(services, ENTERPRISE_CODE, demo_channel_id(ENTERPRISE_CODE, 1))
+
+
 def demo_components() -> list[ComponentFactory]:
-    """Simulated NVRs that register with this node's SIP service."""
-    return [demo_nvrs]
+    """Simulated NVRs that register with this node's SIP service, and the simulated sensors."""
+    return [demo_nvrs, demo_sensors]

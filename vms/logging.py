@@ -42,6 +42,7 @@ def setup_logging(level: str = "info", json: bool = False) -> None:
         "botocore",
         "urllib3",
         "alembic.runtime.plugins",
+        "httpx",  # one INFO line per request: the demo's sensor pusher posts every 5 s
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # Each retry is a warning there; the object store reports the final failure itself.

@@ -1,22 +1,31 @@
-// Operator UI: login, device tree, live wall (WebRTC), alarms with live pop-ups, replay (HLS).
+// Operator UI: login, device tree, live wall (WebRTC), alarms with live pop-ups, replay (HLS),
+// sensors (live values, trends), sensor warnings (escalation, handling) and offline supervision.
 import { ApiError, api, login, logout, session } from "./js/api.js";
 import { AlarmPush, AlarmsView } from "./js/alarms.js";
 import { renderDevices } from "./js/devices.js";
 import { LiveWall } from "./js/live.js";
 import { ReplayView } from "./js/replay.js";
+import { SensorsView } from "./js/sensors.js";
+import { SupervisionView } from "./js/supervision.js";
+import { WarningsView, warningSnapshot, warningToast } from "./js/warnings.js";
 import { invalidate } from "./js/catalog.js";
 
-const VIEWS = ["devices", "live", "alarms", "replay"];
+const VIEWS = ["devices", "live", "alarms", "replay", "sensors", "warnings", "supervision"];
 const $ = id => document.getElementById(id);
 
 const actions = {
   live: async channelId => { await go("live"); wall.show(channelId); },
   replay: (channelId, at) => go("replay", { channelId, at }),
+  warning: warningId => go("warnings", { warningId }),
+  openRef: (source, ref) => (source === "video" ? go("alarms") : go("warnings", { warningId: ref })),
 };
 
 let wall = null; // built after login: its saved layout belongs to the user
 let alarmsView = new AlarmsView(actions);
 let replayView = new ReplayView();
+let sensorsView = new SensorsView(actions);
+let warningsView = new WarningsView(actions);
+let supervisionView = new SupervisionView(actions);
 const push = new AlarmPush($("toasts"), actions, (alarm, kind) => {
   refreshBadge();
   if (current === "alarms") alarmsView.refresh();
@@ -31,9 +40,28 @@ push.onDevice = () => {
 };
 let current = null;
 
+// Sensor-side pushes: live values and point states to the sensors view; warnings to the
+// warnings view, the nav badge, the alarm panel and the wall (linked cameras come up).
+push.on(msg => {
+  const kind = msg.kind || "", data = msg.data || {};
+  if (kind === "sensor.values") sensorsView.onValues(data);
+  else if (kind === "sensor.state") sensorsView.onState(data);
+  if (!kind.startsWith("warning.")) return;
+  sensorsView.onWarning(data, kind);
+  warningsView.onEvent(data, kind);
+  if (kind === "warning.opened" || kind === "warning.escalated") {
+    if (wall) wall.warningRaised(data.cameras || [], data.level, data.warning_id);
+    warningToast(push, data, kind, actions);
+  } else if (kind === "warning.updated" && data.snapshot_url) warningSnapshot(push, data);
+  else if (wall && kind === "warning.downgraded") wall.warningChanged(data.warning_id, data.level);
+  else if (wall && (kind === "warning.cleared" || data.handling === "closed")) wall.warningChanged(data.warning_id, "");
+  refreshWarningBadge();
+});
+
 async function go(name, args = {}) {
   if (!VIEWS.includes(name)) name = "live";
   if (current === "replay" && name !== "replay") replayView.unmount();
+  if (current === "sensors" && name !== "sensors") sensorsView.unmount();
   current = name;
   if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
   document.querySelectorAll("#nav button[data-view]").forEach(b => b.classList.toggle("active", b.dataset.view === name));
@@ -44,9 +72,32 @@ async function go(name, args = {}) {
     else if (name === "live") { if (!root.firstChild) await wall.mount(root); }
     else if (name === "alarms") await alarmsView.mount(root);
     else if (name === "replay") await replayView.mount(root, args.channelId, args.at);
+    else if (name === "sensors") await sensorsView.mount(root);
+    else if (name === "warnings") await warningsView.mount(root, args.warningId);
+    else if (name === "supervision") await supervisionView.mount(root);
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) root.replaceChildren(document.createTextNode(e.message));
   }
+}
+
+async function countNew(path) {
+  const resp = await fetch(path, { headers: { Authorization: "Bearer " + session.token } });
+  if (!resp.ok) return null;
+  return Number(resp.headers.get("X-Total-Count") || (await resp.json()).length);
+}
+
+// New (not yet verified) sensor warnings in the caller's scope.
+let warningBadgeTimer = null;
+function refreshWarningBadge() {
+  clearTimeout(warningBadgeTimer); // a burst of warning events counts once
+  warningBadgeTimer = setTimeout(async () => {
+    try {
+      const fresh = await countNew("/api/warnings?handling=new&limit=1");
+      if (fresh == null) return;
+      $("warning-badge").textContent = fresh;
+      $("warning-badge").hidden = fresh === 0;
+    } catch (_) { /* badge is best effort */ }
+  }, 300);
 }
 
 async function refreshBadge() {
@@ -71,6 +122,7 @@ async function show() {
   wall ||= new LiveWall("vms.wall." + session.me.username);
   push.start();
   refreshBadge();
+  refreshWarningBadge();
   await go(location.hash.slice(1) || "live");
 }
 
@@ -81,10 +133,15 @@ session.onBeforeLogout = () => {
 session.onLogout = () => {
   invalidate(); // the next user sees other cameras
   replayView.unmount();
+  sensorsView.unmount();
+  $("alarm-badge").hidden = $("warning-badge").hidden = true; // the next user's counts differ
   VIEWS.forEach(v => $("view-" + v).replaceChildren());
   wall = null;
   alarmsView = new AlarmsView(actions);
   replayView = new ReplayView();
+  sensorsView = new SensorsView(actions);
+  warningsView = new WarningsView(actions);
+  supervisionView = new SupervisionView(actions);
   current = null;
   show();
 };

@@ -6,4 +6,5 @@ COMMAND_MODULES = [
     "vms.commands.models",
     "vms.commands.eval",
     "vms.commands.sim_device",
+    "vms.commands.sim_sensors",
 ]

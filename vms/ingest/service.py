@@ -98,8 +98,10 @@ class IngestService:
         self.warnings: WarningObserver | None = None
         self.aggregator = Aggregator()
         self._buffer: list[ReadingRow] = []
+        self._in_flight = 0  # rows of the write under way: still waiting, not yet stored
         self._sensor_events: list[dict[str, Any]] = []
         self._gateways: dict[int, tuple[bool, str, datetime | None]] = {}
+        self._gateways_dirty: set[int] = set()  # reported since the last flush
         self._fresh: dict[int, dict[int, tuple[float, str, str]]] = {}  # org → pk → value
         self._ticket = 0
         self._committed = 0
@@ -157,11 +159,10 @@ class IngestService:
 
     def submit(self, org_id: int, samples: list[Sample], source: str = "") -> SubmitResult:
         """Validate and accept one batch of an enterprise's readings (see module doc)."""
-        if len(self._buffer) + len(samples) > self.settings.queue_max:
+        waiting = len(self._buffer) + self._in_flight
+        if waiting + len(samples) > self.settings.queue_max:
             self.counters["refused_busy"] += 1
-            raise IngestBusy(
-                f"{len(self._buffer)} readings are waiting for the database; retry later"
-            )
+            raise IngestBusy(f"{waiting} readings are waiting for the database; retry later")
         result = SubmitResult()
         now = self.clock()
         future_limit = datetime.fromtimestamp(now + self.settings.future_tolerance_s, UTC)
@@ -275,9 +276,11 @@ class IngestService:
         """A collector's connection came up or went down; down → its points go offline."""
         now = datetime.fromtimestamp(self.clock(), UTC)
         known = self._gateways.get(gateway_id)
+        seen = now if online else (known[2] if known is not None else None)
+        self._gateways[gateway_id] = (online, error, seen)
+        self._gateways_dirty.add(gateway_id)
         if known is not None and known[0] == online and known[1] == error:
-            return
-        self._gateways[gateway_id] = (online, error, now if online else None)
+            return  # same state: only last_seen_at moves on (a push gateway's every batch)
         if not online:
             for point in self.registry.by_gateway.get(gateway_id, []):
                 self.mark_offline(point, now, reason=error or "gateway offline")
@@ -338,17 +341,23 @@ class IngestService:
         for p in dirty:
             p.dirty = False
         states = [_state_row(p) for p in dirty]
-        gateways = dict(self._gateways)
+        gateways = {gid: self._gateways[gid] for gid in self._gateways_dirty}
+        self._gateways_dirty = set()
         fresh, self._fresh = self._fresh, {}
+        taken = len(rows)  # the write may drop the rows of deleted points from ``rows``
+        self._in_flight += taken
         try:
             await asyncio.to_thread(self._write, rows, buckets, states, events, gateways)
         except BaseException:
             self._buffer[:0] = rows
             self._sensor_events[:0] = events
             self.aggregator.put_back(buckets)
+            self._gateways_dirty |= gateways.keys()
             for p in dirty:
                 p.dirty = True
             raise
+        finally:
+            self._in_flight -= taken
         self.counters["written"] += len(rows)
         async with self._committed_cond:
             self._committed = max(self._committed, ticket)
@@ -357,6 +366,34 @@ class IngestService:
         return len(rows)
 
     def _write(
+        self,
+        rows: list[ReadingRow],
+        buckets: list[Any],
+        states: list[dict[str, Any]],
+        events: list[dict[str, Any]],
+        gateways: dict[int, tuple[bool, str, datetime | None]],
+    ) -> None:
+        """One transaction; a point deleted meanwhile (its rows, open buckets and events would
+        break the foreign key for ever) has its buffered data dropped and the rest is written."""
+        try:
+            self._write_once(rows, buckets, states, events, gateways)
+        except Exception:
+            pks = (
+                {r[0] for r in rows} | {k[0] for k, _ in buckets} | {e["sensor_pk"] for e in events}
+            )
+            with self.db.engine.connect() as conn:  # raises again while the database is down
+                known = set(conn.scalars(select(Sensor.id)))  # every id: no huge IN list
+            gone = pks - known
+            if not gone:
+                raise
+            log.info("dropping buffered data of deleted points", points=sorted(gone))
+            rows[:] = [r for r in rows if r[0] not in gone]
+            buckets[:] = [b for b in buckets if b[0][0] not in gone]
+            events[:] = [e for e in events if e["sensor_pk"] not in gone]
+            states[:] = [st for st in states if st["pk"] not in gone]
+            self._write_once(rows, buckets, states, events, gateways)
+
+    def _write_once(
         self,
         rows: list[ReadingRow],
         buckets: list[Any],
@@ -444,7 +481,7 @@ class IngestService:
             **self.counters,
             "points": len(self.registry),
             "online": sum(1 for p in self.registry.by_pk.values() if p.online),
-            "buffered": len(self._buffer),
+            "buffered": len(self._buffer) + self._in_flight,
         }
 
 

@@ -25,8 +25,13 @@ def queue_notices(
     payload: dict[str, Any] | None = None,
     warning_pk: int | None = None,
     webhooks: list[str] | None = None,
+    org_id: int | None = None,
 ) -> list[Notification]:
-    """Rows for every address of every recipient, plus the global ``webhooks``."""
+    """Rows for every address of every recipient, plus the global ``webhooks``.
+
+    ``org_id`` is the organisation the notice is about (a warning's enterprise): it scopes
+    ``GET /api/notifications``; without it only global administrators see the row.
+    """
     rows: list[Notification] = []
     seen: set[tuple[str, str]] = set()
 
@@ -42,6 +47,7 @@ def queue_notices(
                 body=body,
                 payload={**(payload or {}), **extra},
                 warning_pk=warning_pk,
+                org_id=org_id,
             )
         )
 

@@ -128,6 +128,7 @@ export class AlarmPush {
     this.actions = actions;
     this.onAlarm = onAlarm;
     this.onDevice = () => {};
+    this.listeners = []; // other views' handlers: every pushed message goes to each
     this.ws = null;
     this.retryMs = 2000;
     this.stopped = true;
@@ -138,6 +139,8 @@ export class AlarmPush {
     this.stopped = false;
     this.connect();
   }
+
+  on(fn) { this.listeners.push(fn); }
 
   connect() {
     if (this.stopped) return;
@@ -151,6 +154,9 @@ export class AlarmPush {
       if (msg.kind === "alarm.raised") { this.toast(msg.data); this.onAlarm(msg.data, msg.kind); }
       else if (msg.kind === "alarm.cleared" || msg.kind === "alarm.updated") this.onAlarm(msg.data, msg.kind); // updated: another operator's handling step
       else if (/^(device|catalog)\./.test(msg.kind || "")) this.onDevice(msg.data, msg.kind);
+      for (const fn of this.listeners) {
+        try { fn(msg); } catch (e) { console.error("push listener", e); }
+      }
     });
     ws.addEventListener("close", () => {
       if (this.ws !== ws || this.stopped) return;
@@ -189,8 +195,13 @@ export class AlarmPush {
         h("div", { class: "muted" }, fmtTime(a.at)),
         h("div", {}, ack, " ", h("button", { class: "small", onclick: () => { this.actions.live(a.video_code); close(); } }, "▶ 实时 Live"),
           " ", h("button", { class: "small", onclick: close }, "✕"))));
+    this.show(el);
+    setTimeout(close, 60000);
+  }
+
+  // One pop-up into the panel (video alarms and sensor warnings share it), newest on top.
+  show(el) {
     this.container.prepend(el);
     while (this.container.children.length > this.maxToasts) this.container.lastChild.remove();
-    setTimeout(close, 60000);
   }
 }

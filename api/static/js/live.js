@@ -1,6 +1,7 @@
 // Live wall: 1/4/9/16 tiles, each a WebRTC <video> of one camera; the layout survives reloads.
 import { api, h } from "./api.js";
 import { cameraLabel, cameraOptions, loadCatalog } from "./catalog.js";
+import { LEVELS } from "./levels.js";
 import { LiveViewer } from "./webrtc.js";
 
 export const LAYOUTS = [1, 4, 9, 16];
@@ -27,12 +28,15 @@ class Tile {
     this.status = h("span", { class: "tile-status" }, "空闲 idle");
     this.info = h("span", { class: "tile-info" });
     this.stream = "";
+    this.pin = h("button", { class: "small pin", title: "固定 Pin: 联动不替换 linkage never replaces this tile",
+      onclick: () => this.wall.togglePin(this.index) }, "⚑");
+    this.levelBadge = h("span", { class: "tile-level", hidden: true });
     this.video.addEventListener("resize", () => {
       this.showInfo();
       if (this.status.dataset.state === "connected") this.status.textContent = "实时 live";
     });
     this.el = h("div", { class: "tile", "data-index": index },
-      h("div", { class: "tile-bar" }, this.select, this.status, this.info,
+      h("div", { class: "tile-bar" }, this.select, this.levelBadge, this.status, this.info, this.pin,
         h("button", { class: "small", title: "关闭 Close", onclick: () => this.wall.assign(this.index, "") }, "✕")),
       this.video);
     this.el.addEventListener("dblclick", () => this.el.classList.toggle("maximised"));
@@ -62,6 +66,16 @@ class Tile {
 
   refreshOptions(catalog) { this.select.innerHTML = cameraOptions(catalog, this.channelId); }
 
+  // The sensor warning that brought this camera up: the tile shows its level until it ends.
+  paintMark() {
+    const mark = this.channelId ? this.wall.marks.get(this.channelId) : null;
+    this.el.dataset.level = mark ? mark.level : "";
+    this.levelBadge.hidden = !mark;
+    this.levelBadge.textContent = mark ? `⚠ ${LEVELS[mark.level] || mark.level}` : "";
+    this.levelBadge.dataset.level = mark ? mark.level : "";
+    this.pin.classList.toggle("active", !!this.wall.pinned[this.index]);
+  }
+
   setStatus(state) {
     this.status.textContent = STATE_LABEL[state] || state;
     this.status.dataset.state = state;
@@ -72,6 +86,7 @@ class Tile {
     this.channelId = channelId;
     this.select.value = channelId;
     this.el.title = channelId ? cameraLabel(this.wall.catalog, channelId) : "";
+    this.paintMark();
     if (!channelId) { this.setStatus("idle"); this.status.textContent = "空闲 idle"; return; }
     this.connect();
   }
@@ -126,6 +141,9 @@ export class LiveWall {
     try { saved = JSON.parse(localStorage.getItem(storeKey) || "{}"); } catch (_) { /* reset */ }
     this.layout = LAYOUTS.includes(saved.layout) ? saved.layout : 4;
     this.channels = Array.isArray(saved.channels) ? saved.channels.slice(0, 16) : [];
+    this.pinned = Array.isArray(saved.pinned) ? saved.pinned.slice(0, 16) : [];
+    this.openedAt = []; // when each tile got its camera: linkage replaces the oldest first
+    this.marks = new Map(); // camera → {level, ref} of the sensor warning that opened it
     this.tiles = [];
     this.catalog = null;
     this.grid = h("div", { class: "wall", id: "wall" });
@@ -136,7 +154,7 @@ export class LiveWall {
     this.el = h("div", { class: "live-view" },
       h("div", { class: "toolbar" }, h("span", {}, "分屏 Layout: "), this.layoutButtons,
         h("button", { onclick: () => this.clear() }, "全部关闭 Close all"),
-        h("label", { title: "报警时自动调出该摄像机 show the camera when it raises an alarm" }, autoPop, " 报警联动 auto-show on alarm")),
+        h("label", { title: "报警或预警时自动调出摄像机 show the cameras of an alarm or sensor warning" }, autoPop, " 报警/预警联动 auto-show on alarm or warning")),
       this.grid);
   }
 
@@ -147,11 +165,67 @@ export class LiveWall {
   }
 
   save() {
-    localStorage.setItem(this.storeKey, JSON.stringify({ layout: this.layout, channels: this.channels, autoPop: this.autoPop }));
+    localStorage.setItem(this.storeKey, JSON.stringify({ layout: this.layout, channels: this.channels, autoPop: this.autoPop, pinned: this.pinned }));
   }
 
   // An alarm's camera comes onto the wall (spec: call up the camera quickly on an alarm).
-  alarmRaised(channelId) { if (this.autoPop && this.tiles.length) this.show(channelId); }
+  alarmRaised(channelId) { if (this.autoPop && this.tiles.length) this.show(channelId, true); }
+
+  // A sensor warning opened or escalated: its linked cameras come up (free tiles first, then
+  // the oldest tiles not pinned) marked with the level.  Before the wall was first shown the
+  // cameras go into the saved layout, so they play when it is.
+  warningRaised(cameras, level, ref) {
+    if (!this.autoPop || !cameras || !cameras.length) return [];
+    const taken = new Set();
+    const placed = [];
+    for (const channelId of cameras) {
+      this.marks.set(channelId, { level, ref });
+      let index = this.indexOf(channelId);
+      if (index < 0) {
+        index = this.freeSlot(taken);
+        if (index < 0) continue; // every tile pinned or already used by this warning
+        this.assign(index, channelId);
+      }
+      taken.add(index);
+      placed.push(index);
+      if (this.tiles[index]) { this.tiles[index].paintMark(); this.tiles[index].flash(); }
+    }
+    return placed;
+  }
+
+  // The warning's level changed (level) or it ended (level empty): update or drop its marks.
+  warningChanged(ref, level = "") {
+    for (const [channelId, mark] of [...this.marks]) {
+      if (mark.ref !== ref) continue;
+      if (level) mark.level = level;
+      else this.marks.delete(channelId);
+    }
+    this.tiles.forEach(t => t.paintMark());
+  }
+
+  indexOf(channelId) {
+    for (let i = 0; i < this.layout; i++) if ((this.channels[i] || "") === channelId) return i;
+    return -1;
+  }
+
+  // A tile for an automatic call-up: a free one, else the one holding its camera longest, never
+  // a pinned one; -1 when none may be taken.
+  freeSlot(taken = new Set()) {
+    let oldest = -1;
+    for (let i = 0; i < this.layout; i++) {
+      if (taken.has(i)) continue;
+      if (!this.channels[i]) return i;
+      if (this.pinned[i]) continue;
+      if (oldest < 0 || (this.openedAt[i] || 0) < (this.openedAt[oldest] || 0)) oldest = i;
+    }
+    return oldest;
+  }
+
+  togglePin(index) {
+    this.pinned[index] = !this.pinned[index];
+    this.save();
+    if (this.tiles[index]) this.tiles[index].paintMark();
+  }
 
   render() {
     this.grid.dataset.layout = this.layout;
@@ -169,16 +243,21 @@ export class LiveWall {
   setLayout(n) { this.layout = n; this.save(); this.render(); }
 
   assign(index, channelId) {
+    const before = this.channels[index];
+    if (before && before !== channelId) this.marks.delete(before); // its operator moved on
     this.channels[index] = channelId;
+    this.openedAt[index] = channelId ? Date.now() : 0;
     this.save();
     if (this.tiles[index]) this.tiles[index].play(channelId);
   }
 
-  // Put a camera on the wall: the tile that already shows it, else the first free one, else tile 1.
-  show(channelId) {
+  // Put a camera on the wall: the tile that already shows it, else a free one, else the oldest
+  // unpinned one; an automatic call-up (auto) leaves the wall alone when every tile is pinned.
+  show(channelId, auto = false) {
     const shown = this.tiles.find(t => t.channelId === channelId);
     if (shown) { shown.flash(); return; }
-    let index = this.tiles.findIndex(t => !t.channelId);
+    let index = this.freeSlot();
+    if (index < 0 && auto) return;
     if (index < 0) index = this.tiles.length - 1;
     this.assign(index, channelId);
     this.tiles[index].flash();

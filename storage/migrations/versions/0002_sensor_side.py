@@ -164,6 +164,7 @@ def upgrade() -> None:
         sa.Column("org_id", sa.Integer(), nullable=True),
         sa.Column("offline_s", sa.Float(), nullable=False),
         sa.Column("longest_offline_s", sa.Float(), nullable=False),
+        sa.Column("monitored_s", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
             ["org_id"],
             ["organisations.id"],
@@ -412,6 +413,7 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("warning_pk", sa.Integer(), nullable=True),
+        sa.Column("org_id", sa.Integer(), nullable=True),
         sa.Column(
             "state",
             sa.Enum("pending", "sent", "dead", name="outboxstate", native_enum=False, length=8),
@@ -423,10 +425,12 @@ def upgrade() -> None:
         sa.Column("sent_at", storage.models.UtcDateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(["warning_pk"], ["warnings.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["org_id"], ["organisations.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.create_index("ix_notifications_due", ["state", "next_attempt_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_notifications_org_id"), ["org_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_notifications_warning_pk"), ["warning_pk"], unique=False
         )
@@ -462,6 +466,7 @@ def downgrade() -> None:
     op.drop_table("warning_events")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_notifications_warning_pk"))
+        batch_op.drop_index(batch_op.f("ix_notifications_org_id"))
         batch_op.drop_index("ix_notifications_due")
 
     op.drop_table("notifications")
