@@ -520,3 +520,27 @@ async def test_rows_being_written_still_count_against_the_queue(
         assert await writing == 80
         await svc.flush()
         assert len(rig.rows("GT-1")) == 80 and len(rig.rows("PT-1")) == 1
+
+
+async def test_batch_resent_after_a_restart_is_not_stored_twice(rig: Rig) -> None:
+    """The in-memory duplicate check is empty after a restart: rows not newer than a point's
+    stored latest are written only if absent, so a resent batch never doubles the history."""
+    batch = [Sample("GT-1", T0 - s(30 - 10 * i), 1.0 + i) for i in range(3)]
+    assert rig.service.submit(rig.org_id, batch).accepted == 3
+    await rig.service.flush()
+    fresh = IngestService(rig.service.settings, rig.db, EventBus(), clock=rig.clock)
+    await fresh.reload()  # the restarted node: last_reading_at from the database
+    try:
+        resent = [*batch, Sample("GT-1", T0 - s(25), 9.0)]  # and one genuinely late row
+        result = fresh.submit(rig.org_id, resent)
+        assert result.accepted == 4 and result.late == 4 and result.errors == []
+        await fresh.flush()
+        assert [r[:2] for r in rig.rows("GT-1")] == [
+            (T0 - s(30), 1.0),
+            (T0 - s(25), 9.0),
+            (T0 - s(20), 2.0),
+            (T0 - s(10), 3.0),
+        ]
+        assert fresh.stats()["duplicates"] == 3
+    finally:
+        await fresh.stop()

@@ -2,8 +2,10 @@
 
 Per row, in memory and on the event loop (a few microseconds): resolve the tag, refuse
 what cannot be a reading (unknown tag, NaN, a time far in the future), skip exact
-duplicates, flag values outside the instrument range as a fault, keep late rows as history
-only, check the upload period, hand in-order values to the warning engine, add to the
+duplicates (the recent times of each point), flag values outside the instrument range as a
+fault, keep rows not newer than the point's latest as history only — written only if their
+(point, time) is not stored yet, so a batch resent after a restart is not doubled — check
+the upload period, hand in-order values to the warning engine, add to the
 1-min/1-h aggregates and to the write buffer.  A flush task writes the buffer in batches
 (``COPY`` on PostgreSQL) together with the points' live state and their events; when the
 database is down the rows wait in memory (bounded by ``ingest.queue_max``, beyond which
@@ -41,7 +43,7 @@ from vms.tasks import cancel_task
 from .aggregates import Aggregator, upsert_aggregates
 from .points import Point, PointRegistry, load_points
 from .samples import IngestBusy, RowError, Sample, SubmitResult
-from .writer import ReadingRow, write_readings
+from .writer import ReadingRow, write_readings, write_readings_if_absent
 
 log = get_logger("vms.ingest")
 
@@ -98,6 +100,7 @@ class IngestService:
         self.warnings: WarningObserver | None = None
         self.aggregator = Aggregator()
         self._buffer: list[ReadingRow] = []
+        self._late: list[ReadingRow] = []  # not newer than their point's latest: write if absent
         self._in_flight = 0  # rows of the write under way: still waiting, not yet stored
         self._sensor_events: list[dict[str, Any]] = []
         self._gateways: dict[int, tuple[bool, str, datetime | None]] = {}
@@ -159,7 +162,7 @@ class IngestService:
 
     def submit(self, org_id: int, samples: list[Sample], source: str = "") -> SubmitResult:
         """Validate and accept one batch of an enterprise's readings (see module doc)."""
-        waiting = len(self._buffer) + self._in_flight
+        waiting = len(self._buffer) + len(self._late) + self._in_flight
         if waiting + len(samples) > self.settings.queue_max:
             self.counters["refused_busy"] += 1
             raise IngestBusy(f"{waiting} readings are waiting for the database; retry later")
@@ -168,6 +171,7 @@ class IngestService:
         future_limit = datetime.fromtimestamp(now + self.settings.future_tolerance_s, UTC)
         registry = self.registry
         buffer = self._buffer
+        late = self._late
         aggregate = self.aggregator.add
         fresh = self._fresh.setdefault(org_id, {})
         for i, sample in enumerate(samples):
@@ -187,13 +191,17 @@ class IngestService:
             value = float(sample.value)
             quality = sample.quality
             ts = at.timestamp()
+            if point.last_at is not None and at <= point.last_at:
+                # Not newer than the point's latest: history only, and possibly stored
+                # already (a batch resent after our restart), so it is written only if absent.
+                result.late += 1
+                kept = Quality.late if point.in_range(value) else Quality.out_of_range
+                late.append((point.pk, at, value, int(kept)))
+                result.accepted += 1
+                continue
             if not point.in_range(value):
                 quality = Quality.out_of_range
                 self._set_fault(point, "out_of_range", at, value)
-            elif point.last_at is not None and at < point.last_at:
-                quality = Quality.late
-                result.late += 1
-                aggregate(point.pk, ts, value)
             else:
                 if point.fault:
                     self._set_fault(point, "", at, value)
@@ -335,6 +343,7 @@ class IngestService:
         """Write buffered readings, closed aggregates, point state and events; rows written."""
         ticket = self._ticket
         rows, self._buffer = self._buffer, []
+        late, self._late = self._late, []
         events, self._sensor_events = self._sensor_events, []
         buckets = self.aggregator.take(None if final else self.clock())
         dirty = [p for p in self.registry.by_pk.values() if p.dirty]
@@ -344,12 +353,15 @@ class IngestService:
         gateways = {gid: self._gateways[gid] for gid in self._gateways_dirty}
         self._gateways_dirty = set()
         fresh, self._fresh = self._fresh, {}
-        taken = len(rows)  # the write may drop the rows of deleted points from ``rows``
+        taken = len(rows) + len(late)  # the write may drop the rows of deleted points
         self._in_flight += taken
         try:
-            await asyncio.to_thread(self._write, rows, buckets, states, events, gateways)
+            stored_late = await asyncio.to_thread(
+                self._write, rows, late, buckets, states, events, gateways
+            )
         except BaseException:
             self._buffer[:0] = rows
+            self._late[:0] = late
             self._sensor_events[:0] = events
             self.aggregator.put_back(buckets)
             self._gateways_dirty |= gateways.keys()
@@ -358,7 +370,8 @@ class IngestService:
             raise
         finally:
             self._in_flight -= taken
-        self.counters["written"] += len(rows)
+        self.counters["written"] += len(rows) + len(stored_late)
+        self.counters["duplicates"] += len(late) - len(stored_late)
         async with self._committed_cond:
             self._committed = max(self._committed, ticket)
             self._committed_cond.notify_all()
@@ -368,18 +381,22 @@ class IngestService:
     def _write(
         self,
         rows: list[ReadingRow],
+        late: list[ReadingRow],
         buckets: list[Any],
         states: list[dict[str, Any]],
         events: list[dict[str, Any]],
         gateways: dict[int, tuple[bool, str, datetime | None]],
-    ) -> None:
+    ) -> list[ReadingRow]:
         """One transaction; a point deleted meanwhile (its rows, open buckets and events would
         break the foreign key for ever) has its buffered data dropped and the rest is written."""
         try:
-            self._write_once(rows, buckets, states, events, gateways)
+            return self._write_once(rows, late, buckets, states, events, gateways)
         except Exception:
             pks = (
-                {r[0] for r in rows} | {k[0] for k, _ in buckets} | {e["sensor_pk"] for e in events}
+                {r[0] for r in rows}
+                | {r[0] for r in late}
+                | {k[0] for k, _ in buckets}
+                | {e["sensor_pk"] for e in events}
             )
             with self.db.engine.connect() as conn:  # raises again while the database is down
                 known = set(conn.scalars(select(Sensor.id)))  # every id: no huge IN list
@@ -388,24 +405,29 @@ class IngestService:
                 raise
             log.info("dropping buffered data of deleted points", points=sorted(gone))
             rows[:] = [r for r in rows if r[0] not in gone]
+            late[:] = [r for r in late if r[0] not in gone]
             buckets[:] = [b for b in buckets if b[0][0] not in gone]
             events[:] = [e for e in events if e["sensor_pk"] not in gone]
             states[:] = [st for st in states if st["pk"] not in gone]
-            self._write_once(rows, buckets, states, events, gateways)
+            return self._write_once(rows, late, buckets, states, events, gateways)
 
     def _write_once(
         self,
         rows: list[ReadingRow],
+        late: list[ReadingRow],
         buckets: list[Any],
         states: list[dict[str, Any]],
         events: list[dict[str, Any]],
         gateways: dict[int, tuple[bool, str, datetime | None]],
-    ) -> None:
+    ) -> list[ReadingRow]:
+        """Everything in one transaction; the late rows that were not stored yet."""
         batch = self.settings.batch_max
         with self.db.engine.begin() as conn:
             for i in range(0, len(rows), batch):
                 write_readings(conn, rows[i : i + batch])
+            stored_late = write_readings_if_absent(conn, late)
             upsert_aggregates(conn, buckets)
+            upsert_aggregates(conn, _late_buckets(stored_late))
             if states:
                 conn.execute(STATE_UPDATE, states)
             if events:
@@ -415,6 +437,7 @@ class IngestService:
                 if seen is not None:
                     values["last_seen_at"] = seen
                 conn.execute(update(SensorGateway).where(SensorGateway.id == gid).values(values))
+        return stored_late
 
     def _publish_values(self, fresh: dict[int, dict[int, tuple[float, str, str]]]) -> None:
         for org_id, values in fresh.items():
@@ -481,7 +504,7 @@ class IngestService:
             **self.counters,
             "points": len(self.registry),
             "online": sum(1 for p in self.registry.by_pk.values() if p.online),
-            "buffered": len(self._buffer) + self._in_flight,
+            "buffered": len(self._buffer) + len(self._late) + self._in_flight,
         }
 
 
@@ -497,6 +520,16 @@ def _sample_error(sample: Sample, future_limit: datetime) -> str:
     if at > future_limit:
         return f"time {at.isoformat()} is in the future"
     return ""
+
+
+def _late_buckets(rows: list[ReadingRow]) -> list[Any]:
+    """Aggregates of the late rows just stored, merged into their (closed) buckets at once;
+    out-of-range values stay out of the charts."""
+    agg = Aggregator()
+    for pk, at, value, quality in rows:
+        if quality == Quality.late:
+            agg.add(pk, at.timestamp(), value)
+    return agg.take()
 
 
 def _state_row(p: Point) -> dict[str, Any]:

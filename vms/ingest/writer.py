@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
+
+from storage.sensor_models import Reading
 
 ReadingRow = tuple[int, datetime, float, int]  # sensor_pk, at (UTC, aware), value, quality
 
@@ -28,6 +30,26 @@ def write_readings(conn: Connection, rows: Sequence[ReadingRow]) -> None:
             f"INSERT INTO readings ({COLUMNS}) VALUES (?, ?, ?, ?)",
             [(pk, _sqlite_time(at), value, quality) for pk, at, value, quality in rows],
         )
+
+
+def write_readings_if_absent(conn: Connection, rows: Sequence[ReadingRow]) -> list[ReadingRow]:
+    """Append the rows whose (point, time) is not stored yet; the ones appended.
+
+    For rows not newer than their point's latest reading (late data, or a batch resent
+    after a restart, when the in-memory duplicate check is empty): rare, so one indexed
+    lookup each is cheap, and a resent batch never doubles the history.
+    """
+    table = Reading.__table__
+    fresh = [
+        row
+        for row in rows
+        if conn.execute(
+            select(1).where(table.c.sensor_pk == row[0], table.c.at == row[1]).limit(1)
+        ).first()
+        is None
+    ]
+    write_readings(conn, fresh)
+    return fresh
 
 
 def _sqlite_time(at: datetime) -> str:
