@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sip import ids
 from storage.models import DeviceStatus, OrgKind, Role
 from vms.recording.schedule import ScheduleList, ScheduleWindow
 
@@ -58,7 +59,7 @@ class UserOut(BaseModel):
 
 class DeviceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
-    device_id: str = Field(pattern=r"^\d{20}$")
+    device_id: str = Field(pattern=ids.PATTERN)
     name: str = Field("", max_length=200)
     org_id: int | None = None
     sip_password: str | None = Field(None, max_length=128)

@@ -22,7 +22,6 @@ import os
 import random
 import resource
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ DEVICE_BASE = 34020000001110000000
 
 def encode_clip(workdir: Path) -> list[tuple[int, bytes]]:
     """(pts, PS bytes) per frame of an 8 s 1080p ~4 Mbit/s H.264 clip, NVR-style PS."""
-    from sip.ps_mux import mux_frame
+    from simdevice.ps_mux import mux_frame
     from vms.media.frames import Codec
     from vms.media.h26x import nal_type
 
@@ -90,7 +89,9 @@ def sender_main(clip_path: str, conn: mp.connection.Connection) -> None:
     chunked = [
         (pts, [data[i : i + 1400] for i in range(0, len(data), 1400)]) for pts, data in frames
     ]
-    header = struct.Struct("!BBHII")
+    from rtp.packet import header
+    from rtp.packetizer import PT_PS
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
     streams: list[list] = []  # [port, ssrc, start_time, frame_index, seq]
@@ -121,10 +122,8 @@ def sender_main(clip_path: str, conn: mp.connection.Connection) -> None:
                 ts = (pts + (idx // len(chunked)) * span) & 0xFFFFFFFF
                 last = len(chunks) - 1
                 for n, chunk in enumerate(chunks):
-                    b1 = 0xE0 if n == last else 0x60
-                    sock.sendto(
-                        header.pack(0x80, b1, seq & 0xFFFF, ts, ssrc) + chunk, ("127.0.0.1", port)
-                    )
+                    packet = header(PT_PS, seq, ts, ssrc, n == last) + chunk
+                    sock.sendto(packet, ("127.0.0.1", port))
                     seq += 1
                 sent += len(chunks)
                 idx += 1

@@ -40,7 +40,8 @@ DEVICES_PER_SOCKET = 1000
 
 
 async def serve_sip() -> None:
-    from sip.server import ServerConfig, SipServer
+    from sip.server import SipServer
+    from sip.settings import ServerConfig
     from sip.store import MemoryDeviceStore
 
     server = SipServer(

@@ -15,6 +15,8 @@ from xml.sax.saxutils import escape
 
 from defusedxml import ElementTree as SafeET
 
+from . import ids
+
 CONTENT_TYPE = "Application/MANSCDP+xml"
 MAX_BODY = 256 * 1024
 ROOTS = ("Query", "Control", "Notify", "Response")
@@ -221,8 +223,7 @@ class CatalogItem:
     @property
     def is_channel(self) -> bool:
         """Type codes 131-199 are video channels (WVP ``isFrontEnd``)."""
-        code = self.device_id[10:13] if len(self.device_id) == 20 else ""
-        return code.isdigit() and 131 <= int(code) <= 199
+        return ids.type_code_of(self.device_id) in ids.PERIPHERALS
 
 
 def list_items(doc: Manscdp, list_name: str) -> list[ET.Element]:
@@ -257,6 +258,17 @@ class DeviceInfo:
             doc.text("Result", "OK"),
         )
 
+    def to_xml(self) -> str:
+        """The body of a ``<Response>`` DeviceInfo."""
+        return (
+            el("DeviceName", self.name)
+            + el("Manufacturer", self.manufacturer)
+            + el("Model", self.model)
+            + el("Firmware", self.firmware)
+            + el("Channel", self.channels)
+            + el("Result", self.result)
+        )
+
 
 @dataclass
 class DeviceStatusInfo:
@@ -278,6 +290,20 @@ class DeviceStatusInfo:
             doc.text("Record"),
             doc.text("DeviceTime"),
             doc.text("Result", "OK"),
+        )
+
+    def to_xml(self) -> str:
+        """The body of a ``<Response>`` DeviceStatus; fields left empty are left out."""
+        optional = (
+            ("Encode", self.encode),
+            ("Record", self.record),
+            ("DeviceTime", self.device_time),
+        )
+        return (
+            el("Result", self.result)
+            + el("Online", self.online)
+            + el("Status", self.status)
+            + "".join(el(name, value) for name, value in optional if value)
         )
 
 
@@ -305,6 +331,23 @@ class RecordItem:
             find_text(item, "FilePath"),
             find_text(item, "Type", "time"),
             _int(find_text(item, "FileSize")),
+        )
+
+    def to_xml(self, tz: tzinfo | None = None) -> str:
+        """One ``<Item>`` of a RecordInfo answer, in ``tz`` (device local time)."""
+        return (
+            "<Item>\r\n"
+            + el("DeviceID", self.device_id)
+            + el("Name", self.name)
+            + el("FilePath", self.file_path)
+            + el("Address", "Address")
+            + el("StartTime", fmt_time(self.start, tz))
+            + el("EndTime", fmt_time(self.end, tz))
+            + el("Secrecy", 0)
+            + el("Type", self.type)
+            + el("RecorderID", self.device_id)
+            + el("FileSize", self.file_size)
+            + "</Item>\r\n"
         )
 
 

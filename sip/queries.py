@@ -14,14 +14,17 @@ import itertools
 import random
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import datetime, tzinfo
+from typing import Protocol
+
+import structlog
 
 from . import manscdp, ptz
 from .manscdp import CatalogItem, DeviceInfo, DeviceStatusInfo, Manscdp, RecordItem, el
+from .settings import ServerSettings
+from .store import DeviceStore
 
-if TYPE_CHECKING:
-    from .server import SipServer
+log = structlog.get_logger("sip.server")
 
 
 @dataclass
@@ -70,33 +73,43 @@ class QueryError(Exception):
     """The device gave no usable answer."""
 
 
-class QueryMixin:
-    """Part of :class:`sip.server.SipServer`: queries and DeviceControl."""
+class ManscdpSender(Protocol):
+    """Delivers a MANSCDP body to a registered device (``sip.outgoing.Outgoing``)."""
 
-    def _init_queries(self: SipServer) -> None:
+    def charset_of(self, device_id: str) -> str: ...
+
+    async def send_manscdp(
+        self, device_id: str, body: bytes, timeout: float | None = None
+    ) -> None: ...
+
+
+class Queries:
+    """Queries and DeviceControl to devices; their answers are stored as they arrive."""
+
+    def __init__(
+        self, sender: ManscdpSender, store: DeviceStore, settings: ServerSettings, tz: tzinfo
+    ) -> None:
+        self.sender = sender
+        self.store = store
+        self.settings = settings
+        self.tz = tz
         self._sn = itertools.count(random.randint(1, 100_000))
-        self._pending: dict[int, Collector] = {}
+        self.pending: dict[int, Collector] = {}  # by SN: the queries waiting for answers
 
-    def _fail_pending(self: SipServer) -> None:
-        for col in self._pending.values():
+    def close(self) -> None:
+        """Release every waiting query (with what arrived so far)."""
+        for col in self.pending.values():
             col.done.set()
-        self._pending.clear()
+        self.pending.clear()
 
-    def deliver_response(self: SipServer, doc: Manscdp) -> None:
-        col = self._pending.get(doc.sn)
+    def deliver_response(self, doc: Manscdp) -> None:
+        """A ``<Response>`` MESSAGE from a device: to the query with its SN, if any."""
+        col = self.pending.get(doc.sn)
         if col is not None and col.cmd_type.lower() == doc.cmd_type.lower():
             col.add(doc)
 
-    def charset_of(self: SipServer, device_id: str) -> str:
-        reg = self.registrations.get(device_id)
-        return (
-            reg.charset
-            if reg and reg.charset in ("UTF-8", "GB2312", "GBK", "GB18030")
-            else "GB2312"
-        )
-
     async def _query(
-        self: SipServer,
+        self,
         device_id: str,
         cmd: str,
         target_id: str | None = None,
@@ -106,29 +119,42 @@ class QueryMixin:
     ) -> Collector:
         sn = next(self._sn)
         col = Collector(cmd, list_name)
-        self._pending[sn] = col
+        self.pending[sn] = col
         body = manscdp.encode(
-            "Query", cmd, sn, target_id or device_id, inner, self.charset_of(device_id)
+            "Query", cmd, sn, target_id or device_id, inner, self.sender.charset_of(device_id)
         )
         try:
-            await self.send_manscdp(device_id, body)
+            await self.sender.send_manscdp(device_id, body)
             try:
-                await asyncio.wait_for(col.done.wait(), timeout or self.config.query_timeout_s)
+                await asyncio.wait_for(col.done.wait(), timeout or self.settings.query_timeout_s)
             except TimeoutError:
                 pass
         finally:
-            self._pending.pop(sn, None)
+            self.pending.pop(sn, None)
         return col
 
-    async def catalog(
-        self: SipServer, device_id: str, timeout: float | None = None
-    ) -> CatalogResult:
+    async def query_connected(self, device_id: str) -> None:
+        """DeviceInfo, Catalog, then DeviceStatus of a device that just (re)connected."""
+        steps = (
+            ("device info", self.device_info),
+            ("catalog", self.catalog),
+            ("device status", self.device_status),
+        )
+        for what, query in steps:
+            try:
+                await query(device_id)
+            except Exception as exc:  # noqa: BLE001 - logged; some devices never answer one
+                log.info(
+                    "query after connect failed", query=what, device_id=device_id, error=repr(exc)
+                )
+
+    async def catalog(self, device_id: str, timeout: float | None = None) -> CatalogResult:
         """Query the catalog, store what arrived (even partial) and return it."""
         col = await self._query(
             device_id,
             "Catalog",
             list_name="DeviceList",
-            timeout=timeout or self.config.catalog_timeout_s,
+            timeout=timeout or self.settings.catalog_timeout_s,
         )
         if not col.docs:
             raise QueryError(f"device {device_id} sent no Catalog response")
@@ -142,24 +168,24 @@ class QueryMixin:
         await self.store.save_catalog(device_id, items, complete)
         return CatalogResult(device_id, items, col.sum_num, complete)
 
-    async def device_info(self: SipServer, device_id: str) -> DeviceInfo:
+    async def device_info(self, device_id: str) -> DeviceInfo:
         col = await self._query(device_id, "DeviceInfo")
         if not col.docs:
             raise QueryError(f"device {device_id} sent no DeviceInfo")
         info = DeviceInfo.from_doc(col.docs[0])
-        await self.save_info(device_id, info)
+        await self.store.save_device_info(device_id, info)
         return info
 
-    async def device_status(self: SipServer, device_id: str) -> DeviceStatusInfo:
+    async def device_status(self, device_id: str) -> DeviceStatusInfo:
         col = await self._query(device_id, "DeviceStatus")
         if not col.docs:
             raise QueryError(f"device {device_id} sent no DeviceStatus")
         status = DeviceStatusInfo.from_doc(col.docs[0])
-        await self.save_status(device_id, status)
+        await self.store.save_device_status(device_id, status)
         return status
 
     async def record_info(
-        self: SipServer,
+        self,
         device_id: str,
         channel_id: str,
         start: datetime,
@@ -179,7 +205,7 @@ class QueryMixin:
             channel_id,
             inner,
             "RecordList",
-            timeout or self.config.catalog_timeout_s,
+            timeout or self.settings.catalog_timeout_s,
         )
         if not col.docs:
             raise QueryError(f"device {device_id} sent no RecordInfo for {channel_id}")
@@ -187,31 +213,31 @@ class QueryMixin:
         complete = col.done.is_set() and col.sum_num is not None
         return RecordInfoResult(channel_id, items, col.sum_num, complete)
 
-    async def device_control(self: SipServer, device_id: str, target_id: str, inner: str) -> None:
+    async def device_control(self, device_id: str, target_id: str, inner: str) -> None:
         """A DeviceControl command; done when the device answered 200 to the MESSAGE."""
         sn = next(self._sn)
         body = manscdp.encode(
-            "Control", "DeviceControl", sn, target_id, inner, self.charset_of(device_id)
+            "Control", "DeviceControl", sn, target_id, inner, self.sender.charset_of(device_id)
         )
-        await self.send_manscdp(device_id, body)
+        await self.sender.send_manscdp(device_id, body)
 
-    async def ptz(self: SipServer, device_id: str, channel_id: str, command: str) -> None:
+    async def ptz(self, device_id: str, channel_id: str, command: str) -> None:
         ptz.parse(command)  # refuse a malformed command before it reaches a camera
         inner = el("PTZCmd", command) + "<Info>\r\n" + el("ControlPriority", 5) + "</Info>\r\n"
         await self.device_control(device_id, channel_id, inner)
 
-    async def record_control(self: SipServer, device_id: str, channel_id: str, start: bool) -> None:
+    async def record_control(self, device_id: str, channel_id: str, start: bool) -> None:
         await self.device_control(
             device_id, channel_id, el("RecordCmd", "Record" if start else "StopRecord")
         )
 
-    async def guard_control(self: SipServer, device_id: str, arm: bool) -> None:
+    async def guard_control(self, device_id: str, arm: bool) -> None:
         await self.device_control(
             device_id, device_id, el("GuardCmd", "SetGuard" if arm else "ResetGuard")
         )
 
-    async def reset_alarm(self: SipServer, device_id: str) -> None:
+    async def reset_alarm(self, device_id: str) -> None:
         await self.device_control(device_id, device_id, el("AlarmCmd", "ResetAlarm"))
 
-    async def reboot(self: SipServer, device_id: str) -> None:
+    async def reboot(self, device_id: str) -> None:
         await self.device_control(device_id, device_id, el("TeleBoot", "Boot"))

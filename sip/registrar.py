@@ -1,49 +1,33 @@
 """REGISTER (GB/T 28181 §2): digest challenge, refresh, unregister, expiry and keepalive loss.
 
-Part of :class:`sip.server.SipServer`; kept apart so the registry rules read in one place.
 Whether a REGISTER is a (re)connection or a plain refresh is decided by
-:func:`connection_reason` alone; :meth:`RegistrarMixin._connected` is what follows one.
+:func:`connection_reason` alone; :meth:`Registrar._connected` is what follows one.  The
+registrar writes the :class:`~sip.registry.Registry`; the parts that send to devices
+read it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import re
-import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from typing import Protocol
 
 import structlog
 
+from .auth import DigestAuthenticator
+from .ids import is_gb_id
+from .media_api import DeviceConnectListener
 from .message import SipParseError, SipRequest, SipResponse, response_for
+from .registry import Registration, Registry
+from .settings import ServerSettings
+from .store import DeviceStore
+from .tasks import Spawn, tell
 from .transaction import ServerTransaction
 from .transport import Peer
 
-if TYPE_CHECKING:
-    from .server import SipServer
-
 log = structlog.get_logger("sip.server")
-
-GB_ID = re.compile(r"^\d{20}$")
-
-
-@dataclass
-class Registration:
-    device_id: str
-    peer: Peer  # where requests go: the latest REGISTER or MESSAGE source
-    contact: str
-    call_id: str
-    expires_at: float
-    last_seen: float
-    online: bool = True
-    charset: str = "GB2312"
-    gb_version: str = ""
-    source: tuple[str, str, int] = ("", "", 0)  # transport, host, port of the last REGISTER
-    cseq: int = 0  # CSeq of the last accepted REGISTER
-    registered_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def source_of(peer: Peer) -> tuple[str, str, int]:
@@ -77,9 +61,98 @@ def connection_reason(
     return None
 
 
-class RegistrarMixin:
-    async def _register(self: SipServer, stx: ServerTransaction) -> None:
-        req, c = stx.request, self.config
+class DeviceSessions(Protocol):
+    """What becomes of a device's dialogs when its registration changes (InviteSessions)."""
+
+    async def device_reconnected(self, device_id: str, peer: Peer) -> None: ...
+
+    async def device_gone(self, device_id: str, reason: str) -> None: ...
+
+
+class ConnectQueries(Protocol):
+    """Asks a device that just (re)connected what it is and holds (Queries)."""
+
+    async def query_connected(self, device_id: str) -> None: ...
+
+
+class Registrar:
+    """REGISTER and keepalive for the platform: who is online, and from where."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        store: DeviceStore,
+        registry: Registry,
+        *,
+        sessions: DeviceSessions,
+        queries: ConnectQueries,
+        spawn: Spawn,
+        tz: tzinfo,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.sessions = sessions
+        self.queries = queries
+        self.spawn = spawn
+        self.tz = tz
+        self.clock = clock
+        self.auth = DigestAuthenticator(settings.domain, settings.nonce_ttl_s)
+        self.connect_listeners: list[DeviceConnectListener] = []
+        self.connections = 0  # (re)connections seen, see connection_reason
+        self._connect_queries: dict[str, asyncio.Task[None]] = {}  # per device, latest only
+        # last keepalive per device, written to the store by the monitor (no task per message)
+        self._keepalives: dict[str, tuple[str, int, datetime]] = {}
+        self._monitor: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._monitor = asyncio.create_task(self._watch(), name="sip-keepalive-monitor")
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            await asyncio.gather(self._monitor, return_exceptions=True)
+
+    def add_connect_listener(self, listener: DeviceConnectListener) -> None:
+        self.connect_listeners.append(listener)
+
+    # --- MESSAGEs from devices -------------------------------------------------------
+
+    def keepalive(self, device_id: str, peer: Peer, charset: str) -> bool:
+        """A Keepalive; False when the device is not registered (it gets 404 and registers)."""
+        reg = self.registry.get(device_id)
+        if reg is None or self.clock() > reg.expires_at:
+            return False
+        self._seen(reg, peer, charset)
+        if not reg.online:  # back after a keepalive timeout, without a new REGISTER
+            reg.online = True
+            self.spawn(
+                self.store.set_online(device_id, True, at=datetime.now(UTC), reason="keepalive"),
+                "sip-online",
+            )
+            self.spawn(self._tell_connected(device_id, "keepalive"), "sip-connect-listeners")
+        self._keepalives[device_id] = (peer.host, peer.port, datetime.now(UTC))
+        return True
+
+    def touch(self, device_id: str, peer: Peer, charset: str) -> bool:
+        """Any other MESSAGE; False when the device is not registered (403)."""
+        reg = self.registry.get(device_id)
+        if reg is None:
+            return False
+        self._seen(reg, peer, charset)
+        return True
+
+    def _seen(self, reg: Registration, peer: Peer, charset: str) -> None:
+        reg.last_seen = self.clock()
+        reg.peer = peer
+        if charset:
+            reg.charset = charset
+
+    # --- REGISTER ----------------------------------------------------------------------
+
+    async def register(self, stx: ServerTransaction) -> None:
+        req, c = stx.request, self.settings
         try:
             device_id = req.from_.user or req.to.user
             cseq = req.cseq[0]
@@ -90,14 +163,14 @@ class RegistrarMixin:
         if expires is None:
             stx.reply(400, "Missing Expires")
             return
-        if not GB_ID.match(device_id):
+        if not is_gb_id(device_id):
             stx.reply(403, "Invalid Device ID")
             return
         if c.allowed_device_ids and device_id not in c.allowed_device_ids:
             stx.reply(403, "Device Not Allowed")
             return
-        reg = self.registrations.get(device_id)
-        reason = connection_reason(reg, req.call_id, cseq, stx.peer, time.monotonic())
+        reg = self.registry.get(device_id)
+        reason = connection_reason(reg, req.call_id, cseq, stx.peer, self.clock())
         charset = reg.charset if reg else "GB2312"
         if reason is not None or req.get("Authorization") is not None:
             header = req.get("Authorization")
@@ -127,33 +200,34 @@ class RegistrarMixin:
                     log.warning("register refused", device_id=device_id, reason=result.reason)
                     stx.reply(403, "Wrong Password")
                 return
-        now = time.monotonic()
+        now = self.clock()
         resp = _register_ok(stx, expires, self.tz if c.send_date_header else None)
         if expires == 0:
             stx.respond(resp)
             if reg is not None:
-                await self._go_offline(device_id, "unregister")
+                await self.go_offline(device_id, "unregister")
             return
         # the decision again: an await above may have let another REGISTER of it through
-        reg = self.registrations.get(device_id)
+        reg = self.registry.get(device_id)
         reason = connection_reason(reg, req.call_id, cseq, stx.peer, now)
-        self.registrations[device_id] = Registration(
-            device_id=device_id,
-            peer=stx.peer,
-            contact=req.get("Contact") or "",
-            call_id=req.call_id,
-            expires_at=now + expires,
-            last_seen=now,
-            charset=charset,
-            gb_version=req.get("X-GB-Ver") or "",
-            source=source_of(stx.peer),
-            cseq=cseq,
-            registered_at=datetime.now(UTC) if reason or reg is None else reg.registered_at,
+        self.registry.put(
+            Registration(
+                device_id=device_id,
+                peer=stx.peer,
+                contact=req.get("Contact") or "",
+                call_id=req.call_id,
+                expires_at=now + expires,
+                last_seen=now,
+                charset=charset,
+                gb_version=req.get("X-GB-Ver") or "",
+                source=source_of(stx.peer),
+                cseq=cseq,
+                registered_at=datetime.now(UTC) if reason or reg is None else reg.registered_at,
+            )
         )
         if reason is not None:
-            self.stats["connections"] += 1
+            self.connections += 1
         stx.respond(resp)
-        at = datetime.now(UTC)
         await self.store.registered(
             device_id,
             transport=stx.peer.transport.lower(),
@@ -161,19 +235,19 @@ class RegistrarMixin:
             port=stx.peer.port,
             expires_s=expires,
             gb_version=req.get("X-GB-Ver") or "",
-            at=at,
+            at=datetime.now(UTC),
         )
         if reason is not None:
             await self._connected(device_id, reason, was_online=reg is not None and reg.online)
 
-    async def _connected(self: SipServer, device_id: str, reason: str, was_online: bool) -> None:
+    async def _connected(self, device_id: str, reason: str, was_online: bool) -> None:
         """A (re)connection: the device may have rebooted, changed its channels or its address.
 
         Sessions of its old registration are ended (the streams still wanted are INVITEd again
         by their owners, on the new contact), it is online, the connect listeners hear of it,
         and it is asked for DeviceInfo, Catalog and DeviceStatus afresh.
         """
-        reg = self.registrations[device_id]
+        reg = self.registry[device_id]
         log.info("device online", device_id=device_id, peer=reg.peer.addr, reason=reason)
         if was_online:
             await self.sessions.device_reconnected(device_id, reg.peer)
@@ -182,55 +256,36 @@ class RegistrarMixin:
         except Exception as exc:  # noqa: BLE001 - a store hiccup must not cost the queries
             log.error("online not stored", device_id=device_id, error=repr(exc))
         await self._tell_connected(device_id, reason)
-        if self.config.catalog_on_register:
+        if self.settings.catalog_on_register:
             old = self._connect_queries.pop(device_id, None)
             if old is not None:
                 old.cancel()  # answers of its previous life are of no use now
-            task = self.spawn(self._query_connected(device_id), "sip-connect-queries")
+            task = self.spawn(self.queries.query_connected(device_id), "sip-connect-queries")
             self._connect_queries[device_id] = task
             task.add_done_callback(lambda t: self._forget_queries(device_id, t))
 
-    def _forget_queries(self: SipServer, device_id: str, task: asyncio.Task[None]) -> None:
+    def _forget_queries(self, device_id: str, task: asyncio.Task[None]) -> None:
         if self._connect_queries.get(device_id) is task:
             del self._connect_queries[device_id]
 
-    async def _tell_connected(self: SipServer, device_id: str, reason: str) -> None:
-        for listener in list(self.connect_listeners):
-            try:
-                result = listener(device_id, reason)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:  # noqa: BLE001 - one listener must not stop the others
-                log.error("connect listener failed", device_id=device_id, error=repr(exc))
+    async def _tell_connected(self, device_id: str, reason: str) -> None:
+        await tell(self.connect_listeners, device_id, reason)
 
-    async def _query_connected(self: SipServer, device_id: str) -> None:
-        """DeviceInfo, Catalog, then DeviceStatus of a device that just (re)connected."""
-        steps = (
-            ("device info", self.device_info),
-            ("catalog", self.catalog),
-            ("device status", self.device_status),
-        )
-        for what, query in steps:
-            try:
-                await query(device_id)
-            except Exception as exc:  # noqa: BLE001 - logged; some devices never answer one
-                log.info(
-                    "query after connect failed", query=what, device_id=device_id, error=repr(exc)
-                )
-
-    async def _go_offline(self: SipServer, device_id: str, reason: str) -> None:
-        reg = self.registrations.get(device_id)
+    async def go_offline(self, device_id: str, reason: str) -> None:
+        reg = self.registry.get(device_id)
         if reg is None or not reg.online:
-            self.registrations.pop(device_id, None)
+            self.registry.pop(device_id)
             return
         reg.online = False
         if reason in ("unregister", "expired"):
-            self.registrations.pop(device_id, None)
+            self.registry.pop(device_id)
         log.info("device offline", device_id=device_id, reason=reason)
         await self.sessions.device_gone(device_id, reason)
         await self.store.set_online(device_id, False, at=datetime.now(UTC), reason=reason)
 
-    async def _flush_keepalives(self: SipServer) -> None:
+    # --- the monitor -------------------------------------------------------------------
+
+    async def _flush_keepalives(self) -> None:
         pending, self._keepalives = self._keepalives, {}
         for device_id, (host, port, at) in pending.items():
             try:
@@ -238,16 +293,16 @@ class RegistrarMixin:
             except Exception as exc:  # noqa: BLE001 - a store hiccup must not stop the monitor
                 log.warning("keepalive not stored", device_id=device_id, error=repr(exc))
 
-    async def _watch(self: SipServer) -> None:
+    async def _watch(self) -> None:
         """Offline after ``keepalive_misses`` silent intervals or registration expiry."""
-        c = self.config
+        c = self.settings
         limit = c.keepalive_interval_s * c.keepalive_misses
         period = max(0.02, min(1.0, limit / 8))
         while True:
             await asyncio.sleep(period)
             await self._flush_keepalives()
-            now = time.monotonic()
-            for reg in list(self.registrations.values()):
+            now = self.clock()
+            for reg in self.registry.values():
                 if not reg.online:
                     continue
                 reason = (
@@ -260,7 +315,7 @@ class RegistrarMixin:
                 if reason is None:
                     continue
                 try:
-                    await self._go_offline(reg.device_id, reason)
+                    await self.go_offline(reg.device_id, reason)
                 except Exception as exc:  # noqa: BLE001 - keep watching the other devices
                     log.error("offline not stored", device_id=reg.device_id, error=repr(exc))
 
@@ -276,7 +331,7 @@ def _expires(req: SipRequest) -> int | None:
     return int(raw.strip())
 
 
-def _register_ok(stx: ServerTransaction, expires: int, tz: ZoneInfo | None) -> SipResponse:
+def _register_ok(stx: ServerTransaction, expires: int, tz: tzinfo | None) -> SipResponse:
     resp = response_for(stx.request, 200, to_tag=stx.endpoint.local_tag)
     contact = stx.request.get("Contact")
     if contact:

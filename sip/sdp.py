@@ -142,3 +142,27 @@ def parse(body: bytes | str) -> Sdp:
     if not sdp.ip:
         raise SdpError("no connection address")
     return sdp
+
+
+def sendonly_answer(offer: Sdp, user: str, ip: str, port: int, rtpmap: dict[str, str]) -> Sdp:
+    """The ``sendonly`` SDP answer of a media sender to a platform's ``recvonly`` offer.
+
+    Over TCP it takes the other end of the offer's ``a=setup``: the platform ``passive``
+    (it listens) → we are ``active`` and connect to it; the platform ``active`` → we listen.
+    """
+    answer = Sdp(
+        session_name=offer.session_name,
+        origin_user=user,
+        ip=ip,
+        port=port,
+        proto=offer.proto,
+        payloads=list(rtpmap),
+        rtpmap=dict(rtpmap),
+        direction="sendonly",
+        ssrc=offer.ssrc,
+        fmt="",
+    )
+    if offer.tcp:
+        answer.setup = "active" if (offer.setup or "passive") == "passive" else "passive"
+        answer.connection = "new"
+    return answer

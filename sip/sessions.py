@@ -10,11 +10,11 @@ own ``stop``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
@@ -29,11 +29,11 @@ from .media_api import (
     SessionEndListener,
 )
 from .message import NameAddr, SipRequest, SipResponse
-from .transaction import ServerTransaction, TransactionTimeout
+from .registry import Registration
+from .settings import ServerSettings
+from .tasks import Spawn, tell
+from .transaction import Endpoint, ServerTransaction, TransactionTimeout
 from .transport import Peer
-
-if TYPE_CHECKING:
-    from .server import SipServer
 
 log = structlog.get_logger("sip.sessions")
 
@@ -53,31 +53,54 @@ class Dialog:
     rtsp_cseq: itertools.count  # type: ignore[type-arg]
 
 
+class DeviceRequests(Protocol):
+    """Out-of-dialog requests to registered devices (``sip.outgoing.Outgoing``)."""
+
+    async def route(self, device_id: str) -> tuple[Registration, Peer]: ...
+
+    def new_request(self, method: str, target_id: str, peer: Peer) -> SipRequest: ...
+
+
 class InviteSessions:
-    def __init__(self, server: SipServer) -> None:
-        self.server = server
+    """Our INVITE dialogs with devices: the signalling half of ``PlayController``."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        requests: DeviceRequests,
+        settings: ServerSettings,
+        *,
+        contact: Callable[[], str],
+        spawn: Spawn,
+    ) -> None:
+        self.endpoint = endpoint
+        self.requests = requests
+        self.settings = settings
+        self.contact = contact  # our Contact URI, as devices reach us
+        self.spawn = spawn
         self.dialogs: dict[str, Dialog] = {}
         self.listeners: list[SessionEndListener] = []
         self._abandoned: set[str] = set()  # call-ids we CANCELled: a late 200 gets ACK + BYE
-        server.endpoint.on_stray_response = self._stray
+        endpoint.on_stray_response = self._stray
+
+    def add_listener(self, listener: SessionEndListener) -> None:
+        self.listeners.append(listener)
 
     async def play(self, request: PlayRequest, offer: MediaOffer) -> PlaySession:
-        srv = self.server
         body = play_offer.offer_sdp(request, offer).serialise()  # refuses a wrong offer first
         try:
-            reg = srv.registration(request.device_id)
-            peer = await srv.peer_for(reg)
+            _, peer = await self.requests.route(request.device_id)
         except Exception as exc:  # noqa: BLE001 - SipError → PlayError for the media layer
             raise PlayError(str(exc), getattr(exc, "status", None)) from None
-        req = srv.new_request("INVITE", request.channel_id, reg, peer)
-        c = srv.config
-        req.set("Contact", f"<sip:{c.server_id}@{srv.sdp_ip}:{srv.port}>")
+        req = self.requests.new_request("INVITE", request.channel_id, peer)
+        c = self.settings
+        req.set("Contact", f"<{self.contact()}>")
         req.set("Subject", play_offer.subject(request, offer, c.server_id))
         req.set("Content-Type", "APPLICATION/SDP")
         req.body = body
         log.info("invite", channel=request.channel_id, mode=request.mode.value, ssrc=offer.ssrc)
         try:
-            resp = await srv.endpoint.request(req, peer, timeout=c.invite_timeout_s)
+            resp = await self.endpoint.request(req, peer, timeout=c.invite_timeout_s)
         except TransactionTimeout:
             self._cancel(req, peer)
             raise PlayError(f"no answer to INVITE for {request.channel_id}", 408) from None
@@ -131,7 +154,7 @@ class InviteSessions:
         ack.add("To", resp.get("To") or "")
         ack.add("Call-ID", invite.call_id)
         ack.add("CSeq", f"{invite.cseq[0]} ACK")
-        self.server.endpoint.send_ack(ack, peer)
+        self.endpoint.send_ack(ack, peer)
 
     def _cancel(self, invite: SipRequest, peer: Peer) -> None:
         cancel = SipRequest(method="CANCEL", uri=invite.uri)
@@ -141,9 +164,9 @@ class InviteSessions:
         cancel.add("CSeq", f"{invite.cseq[0]} CANCEL")
         cancel.add("Max-Forwards", "70")
         self._abandoned.add(invite.call_id)
-        self.server.endpoint.transport.send(cancel, peer)
+        self.endpoint.transport.send(cancel, peer)
         asyncio.get_running_loop().call_later(
-            64 * self.server.config.t1, self._abandoned.discard, invite.call_id
+            64 * self.settings.t1, self._abandoned.discard, invite.call_id
         )
 
     def _stray(self, resp: SipResponse, peer: Peer) -> None:
@@ -156,7 +179,7 @@ class InviteSessions:
             invite.add(name, resp.get(name) or "")
         uri = invite.uri
         self._ack(invite, resp, uri, peer)
-        self.server.spawn(self._bye_raw(invite, resp.get("To") or "", uri, peer), "sip-late-bye")
+        self.spawn(self._bye_raw(invite, resp.get("To") or "", uri, peer), "sip-late-bye")
 
     async def _bye_raw(self, invite: SipRequest, remote_to: str, uri: str, peer: Peer) -> None:
         bye = SipRequest(method="BYE", uri=uri)
@@ -165,7 +188,7 @@ class InviteSessions:
         bye.add("Call-ID", invite.call_id)
         bye.add("CSeq", f"{invite.cseq[0] + 1} BYE")
         try:
-            await self.server.endpoint.request(bye, peer, timeout=BYE_TIMEOUT_S)
+            await self.endpoint.request(bye, peer, timeout=BYE_TIMEOUT_S)
         except TransactionTimeout:
             log.info("no answer to BYE", call_id=invite.call_id)
 
@@ -181,7 +204,7 @@ class InviteSessions:
         if ctype:
             req.add("Content-Type", ctype)
         req.body = body
-        return await self.server.endpoint.request(req, d.peer, timeout=BYE_TIMEOUT_S)
+        return await self.endpoint.request(req, d.peer, timeout=BYE_TIMEOUT_S)
 
     async def stop(self, session: PlaySession) -> None:
         d = self.dialogs.pop(session.call_id, None)
@@ -232,7 +255,7 @@ class InviteSessions:
         if req.method == "BYE":
             stx.reply(200)
             self.dialogs.pop(req.call_id, None)
-            self.server.spawn(self._notify(d.session, "bye"), "sip-session-end")
+            self.spawn(self._notify(d.session, "bye"), "sip-session-end")
         else:
             stx.reply(200)
 
@@ -262,7 +285,7 @@ class InviteSessions:
                 continue
             self.dialogs.pop(call_id, None)
             d.peer = peer
-            self.server.spawn(self._bye_quietly(d), "sip-stale-bye")
+            self.spawn(self._bye_quietly(d), "sip-stale-bye")
             await self._notify(d.session, "device-reconnected")
 
     async def _bye_quietly(self, d: Dialog) -> None:
@@ -273,13 +296,7 @@ class InviteSessions:
 
     async def _notify(self, session: PlaySession, reason: str) -> None:
         log.info("session ended by device", call_id=session.call_id, reason=reason)
-        for listener in list(self.listeners):
-            try:
-                result = listener(session, reason)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:  # noqa: BLE001 - one listener must not break the others
-                log.error("session listener failed", error=repr(exc))
+        await tell(self.listeners, session, reason)
 
     async def close_all(self, timeout: float = 2.0) -> None:
         stops = [self.stop(d.session) for d in list(self.dialogs.values())]

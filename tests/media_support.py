@@ -17,19 +17,10 @@ from typing import Any
 
 import av
 
+from rtp.h26x import h264_payloads, h265_payloads, split_annexb
+from rtp.packetizer import PT_H264, RTP_MTU, interleaved, packetize, packetize_payloads, rfc4571
 from vms.media.frames import AccessUnit, Codec, Gap
-from vms.media.h26x import split_annexb
-from vms.media.packetizer import (
-    PT_H264,
-    RTP_MTU,
-    h264_payloads,
-    h265_payloads,
-    interleaved,
-    ps_frames,
-    rfc4571,
-    rtp_packets,
-    rtp_payload_packets,
-)
+from vms.media.packetizer import ps_frames
 from vms.media.ps import PsDemuxer
 from vms.media.receiver import RtpIngest
 from vms.media.stats import StreamStats
@@ -115,7 +106,7 @@ def decode_units(units: list[AccessUnit], codec: Codec = Codec.h264) -> list[str
 
 
 def packets_of(ps: bytes, ssrc: int = SSRC, seq: int = 0) -> list[bytes]:
-    return rtp_packets(ps_frames(ps), ssrc, seq)
+    return packetize(ps_frames(ps), ssrc, seq)
 
 
 # --- NVR-style program stream --------------------------------------------------------
@@ -318,7 +309,7 @@ def h26x_rtp(
     """RFC 6184 / RFC 7798 RTP packets for encoder access units, one timestamp per frame."""
     pack = h264_payloads if codec is Codec.h264 else h265_payloads
     frames = [(pts, pack(list(split_annexb(data)), mtu)) for pts, _key, data in units]
-    return rtp_payload_packets(frames, ssrc, seq, payload_type)
+    return packetize_payloads(frames, ssrc, seq, payload_type)
 
 
 def decode_bytes(units: list[bytes], codec: Codec = Codec.h264) -> list[str]:
@@ -348,7 +339,7 @@ async def nvr_rig(
 ) -> AsyncIterator[NvrRig]:
     from sqlalchemy import select
 
-    from sip.device import NvrConfig, SimulatedNvr
+    from simdevice.nvr import NvrConfig, SimulatedNvr
     from storage.models import Channel
     from vms.media.hub import StreamHub
     from vms.sip_component import sip_component

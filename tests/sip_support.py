@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sip.device import NvrConfig, SimulatedNvr
-from sip.server import ServerConfig, SipServer
+from simdevice.nvr import NvrConfig, SimulatedNvr
+from sip.server import SipServer
+from sip.settings import ServerConfig
 from sip.store import MemoryDeviceStore
 
 SERVER_ID = "34020000002000000001"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from rtp.packetizer import packetize, rfc4571
 from sip.media_api import (
     MediaAnswer,
     MediaOffer,
@@ -21,7 +22,6 @@ from sip.media_api import (
 from storage.models import Channel, Device
 from vms.media.frames import AccessUnit, Gap, Subscription
 from vms.media.hub import StreamHub
-from vms.media.packetizer import rfc4571, rtp_packets
 from vms.services import Services
 
 from .media_support import encode_units, nvr_frame
@@ -97,7 +97,7 @@ class FakeNvr:
     def _packets(self, ssrc: int, round_: int) -> list[bytes]:
         span = self.frames[-1][0] + 3600
         shifted = [(pts + round_ * span, data) for pts, data in self.frames]
-        return rtp_packets(shifted, ssrc, seq=round_ * 10000)
+        return packetize(shifted, ssrc, seq=round_ * 10000)
 
     async def _send(self, offer: MediaOffer, ssrc: int) -> None:
         if offer.transport is MediaTransport.tcp_passive:

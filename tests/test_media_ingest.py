@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rtp.packet import RtpPacket
 from vms.media.receiver import TcpActiveReceiver, TcpPassiveReceiver, UdpReceiver
-from vms.media.rtp import RtpPacket
 
 from .media_support import (
     SSRC,

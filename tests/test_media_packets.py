@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from vms.media.packetizer import interleaved, rfc4571
+from rtp.packet import RtpError, RtpPacket, ssrc_of
+from rtp.packetizer import interleaved, rfc4571
 from vms.media.ports import PoolExhausted, PortPool, SsrcAllocator, ssrc_value
 from vms.media.reorder import ReorderBuffer
-from vms.media.rtp import RtpError, RtpPacket, ssrc_of
 from vms.media.tcp_framing import TcpDeframer
 
 # A captured GB28181 PS/RTP packet header (Hikvision NVR): V=2, M=0, PT=96, seq 0x1a2b,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from rtp.packetizer import packetize
 from vms.media import h26x
 from vms.media.frames import AccessUnit, Codec, Gap
-from vms.media.packetizer import ps_frames, rtp_packets
+from vms.media.packetizer import ps_frames
 from vms.media.ps import AudioPacket, PsDemuxer
 
 from .media_support import decode_units, encode_units, nvr_frame
@@ -142,7 +143,7 @@ def test_marker_bit_cuts_frames_once_trusted(h264_units: list[tuple[int, bool, b
     frames = [(pts, nvr_frame(data, pts, key)) for pts, key, data in h264_units]
     d = PsDemuxer(CH)
     emitted_at: list[int] = []  # index of the frame whose marker packet released a unit
-    for i, packet in enumerate(rtp_packets(frames, 1)):
+    for i, packet in enumerate(packetize(frames, 1)):
         d.feed(packet[12:])
         if packet[1] & 0x80:
             if d.end_of_frame():

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from rtp.packetizer import PT_H264, PT_H265, packetize
 from sip import sdp as sdplib
 from sip.media_api import MediaAnswer, MediaOffer, MediaTransport, PlayRequest, PlaySession
 from storage.models import Channel, Device
@@ -14,7 +15,6 @@ from vms.media import payload
 from vms.media.frames import AccessUnit, Codec, Gap
 from vms.media.h26x import H264_PPS, H264_SPS, nal_type, split_annexb
 from vms.media.hub import StreamHub
-from vms.media.packetizer import PT_H264, PT_H265
 from vms.media.ps import PsDemuxer
 from vms.media.receiver import RtpIngest
 from vms.media.rtp_h26x import H26xDepacketizer
@@ -31,7 +31,6 @@ from .media_support import (
     h26x_rtp,
     nvr_frame,
     nvr_rig,
-    rtp_packets,
 )
 
 CH = "34020000001320000001"
@@ -167,7 +166,7 @@ def test_unknown_payload_types_are_sniffed(h264_clip) -> None:
     assert ingest.stats.as_dict(1.0)["unknown_pt"] == len(raw)
     ps_frames = [(pts, nvr_frame(d, pts, k)) for pts, k, d in h264_clip[:30]]
     ingest, sink = ingest_of()
-    feed(ingest, rtp_packets(ps_frames, SSRC, payload_type=97))
+    feed(ingest, packetize(ps_frames, SSRC, payload_type=97))
     assert len(sink.units) == 30 and ingest.stats.unknown_pt > 0
 
 

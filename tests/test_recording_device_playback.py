@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app
-from sip.device import NvrConfig, SimulatedNvr
-from sip.server import ServerConfig, SipServer
+from simdevice.nvr import NvrConfig, SimulatedNvr
+from simdevice.video_source import test_pattern as nvr_test_pattern
+from sip.server import SipServer
+from sip.settings import ServerConfig
 from sip.store import MemoryDeviceStore
-from sip.video_source import test_pattern as nvr_test_pattern
 from storage.models import Device, RecordingSegment
 from vms.recording.recorder import Recorder
 from vms.services import Services

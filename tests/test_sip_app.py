@@ -18,7 +18,7 @@ from sqlalchemy import select
 from api.app import create_app
 from api.orgs import create_org
 from api.security import create_token, hash_password
-from sip.device import SimulatedNvr
+from simdevice.nvr import SimulatedNvr
 from storage.db import Database
 from storage.models import Channel, Device, DeviceEvent, OrgKind, Role, User
 from storage.objects import LocalObjectStore
@@ -209,7 +209,7 @@ class _nvr:
 async def test_demo_nvrs_register_with_demo_ids(node: Node) -> None:
     from vms.demo import ENTERPRISE_CODE, demo_channel_id, demo_components, demo_device_id
 
-    [factory] = demo_components()
+    factory = demo_components()[0]  # the NVRs (the sensors come second)
     demo = factory(node.services)
     await demo.start()
     try:

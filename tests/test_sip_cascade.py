@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from sip.cascade import Upstream, UpstreamConfig
 from sip.media_api import MediaOffer, PlayError, PlayRequest
+from sip.settings import UpstreamConfig
 from sip.store import MemoryDeviceStore
 
 from .sip_support import nvr_config, running_nvr, running_server, wait_until
@@ -35,8 +35,7 @@ async def test_cascade_register_keepalive_catalog_and_invite(transport: str) -> 
     ):
         async with running_nvr(nvr_config(ours, channels=6)) as nvr:
             await ours.catalog(nvr.config.device_id)  # our own channels, from our NVR
-            up = Upstream(
-                ours,
+            up = ours.add_upstream(
                 UpstreamConfig(
                     server_id=SUPERIOR_ID,
                     domain=SUPERIOR_DOMAIN,
@@ -62,7 +61,9 @@ async def test_cascade_register_keepalive_catalog_and_invite(transport: str) -> 
                 assert sorted(i.device_id for i in result.items) == sorted(nvr.channels)
                 assert all(i.parent_id == OUR_ID for i in result.items)
                 info = await superior.device_info(OUR_ID)
-                assert info.channels == 6
+                assert info.channels == 6 and info.manufacturer == "vms-gb28181"
+                status = await superior.device_status(OUR_ID)
+                assert (status.online, status.status) == ("ONLINE", "OK")
 
                 with pytest.raises(PlayError) as err:
                     await superior.play(
@@ -95,8 +96,7 @@ async def test_cascade_wrong_password_stays_unregistered() -> None:
         ) as superior,
         running_server() as ours,
     ):
-        up = Upstream(
-            ours,
+        up = ours.add_upstream(
             UpstreamConfig(
                 SUPERIOR_ID, SUPERIOR_DOMAIN, "127.0.0.1", superior.port, "wrong", retry_s=0.1
             ),

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from simdevice.nvr import SimulatedNvr
 from sip import manscdp
-from sip.device import SimulatedNvr
 from sip.message import SipParseError, parse_datagram
 from sip.server import SipServer
 from sip.store import MemoryDeviceStore

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 import av
 import pytest
 
+from rtp.packetizer import RTP_MTU, packetize
+from simdevice.ps_mux import mux_frame
+from simdevice.video_source import test_pattern as make_pattern
 from sip.media_api import MediaOffer, MediaTransport, PlayError, PlayMode, PlayRequest
-from sip.ps_mux import mux_frame
-from sip.rtp_sender import MAX_PAYLOAD, rtp_packets
 from sip.store import MemoryDeviceStore
-from sip.video_source import test_pattern as make_pattern
 
 from .sip_support import nvr_config, nvr_id, running_nvr, running_server, wait_until
 
@@ -45,7 +45,7 @@ def demux_ps(data: bytes) -> list:
 def check_stream(packets: list[bytes], ssrc: int) -> None:
     rtp = [parse_rtp(p) for p in packets]
     assert all(r["v"] == 2 and r["pt"] == 96 and r["ssrc"] == ssrc for r in rtp)
-    assert all(len(r["payload"]) <= MAX_PAYLOAD for r in rtp)
+    assert all(len(r["payload"]) <= RTP_MTU for r in rtp)
     assert [r["seq"] for r in rtp] == list(range(rtp[0]["seq"], rtp[0]["seq"] + len(rtp)))
     frames = [r for r in rtp if r["m"]]
     assert len(frames) >= 3
@@ -84,7 +84,7 @@ def test_ps_and_rtp_packetising_are_demuxable(tmp_path) -> None:
     assert probe.stdout.strip() == f"h264,640,{len(clip.frames)}"
     big = mux_frame(b"\x00\x00\x00\x01\x65" + b"\x11" * 150_000, 90000, True)  # > 1 PES
     assert big.count(b"\x00\x00\x01\xe0") == 3
-    out = rtp_packets(big, 65534, 90000, 0x0BEBC201)
+    out = packetize([(90000, big)], 0x0BEBC201, 65534)
     assert [parse_rtp(p)["m"] for p in out] == [0] * (len(out) - 1) + [1]
     assert parse_rtp(out[2])["seq"] == 0  # wraps
 
@@ -291,7 +291,7 @@ def _write_h264_mp4(path, frames: int = 30) -> None:
 def test_video_files_become_annexb_clips(tmp_path) -> None:
     from pathlib import Path
 
-    from sip.video_source import load_clip
+    from simdevice.video_source import load_clip
 
     mp4 = tmp_path / "clip.mp4"
     _write_h264_mp4(mp4)

@@ -15,13 +15,13 @@ from .sip_support import nvr_config, nvr_id, running_nvr, running_server, wait_u
 
 
 def _watch_messages(nvr, sent: list[bytes]) -> None:
-    original = nvr.send_message
+    original = nvr.agent.send_message
 
     async def spy(body: bytes, call_id: str | None = None):
         sent.append(body)
         return await original(body, call_id)
 
-    nvr.send_message = spy
+    nvr.agent.send_message = spy
 
 
 async def test_catalog_of_64_channels_over_several_gb2312_messages() -> None:
@@ -49,7 +49,7 @@ async def test_catalog_timeout_keeps_partial_results() -> None:
     store = MemoryDeviceStore()
     async with running_server(store, catalog_timeout_s=0.5) as server:
         async with running_nvr(nvr_config(server, channels=8, catalog_per_message=2)) as nvr:
-            original = nvr.send_message
+            original = nvr.agent.send_message
             count = 0
 
             async def lossy(body: bytes, call_id: str | None = None):
@@ -60,7 +60,7 @@ async def test_catalog_timeout_keeps_partial_results() -> None:
                         return await original(body.replace(b"Catalog", b"Cat"), call_id)
                 return await original(body, call_id)
 
-            nvr.send_message = lossy
+            nvr.agent.send_message = lossy
             result = await server.catalog(nvr_id(1))
             assert not result.complete and result.sum_num == 8
             assert len(result.items) == 6
@@ -139,10 +139,10 @@ async def test_queries_to_offline_or_silent_devices_fail_clearly() -> None:
             await server.device_info(nvr_id(9))
         assert err.value.status == 404
         async with running_nvr(nvr_config(server)) as nvr:
-            nvr._answer = _silent  # type: ignore[method-assign]
+            nvr.agent.answer = _silent  # type: ignore[method-assign]
             with pytest.raises(QueryError):
                 await server.device_info(nvr_id(1))
-            assert not server._pending  # nothing left waiting
+            assert not server.queries.pending  # nothing left waiting
 
 
 async def _silent(doc: manscdp.Manscdp) -> None:

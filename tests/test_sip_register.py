@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from sip.device import SimulatedNvr
+from simdevice.nvr import SimulatedNvr
 from sip.message import SipRequest
 from sip.store import MemoryDeviceStore
 
@@ -26,7 +26,7 @@ async def test_register_401_then_200_with_date_and_device_online() -> None:
             assert reg.online and reg.peer.port == nvr.endpoint.port
             # The 200 OK carries the GB28181 Date header, local time with millis, no zone.
             peer = await nvr.peer()
-            req = nvr._register_request(3600, peer)
+            req = nvr.agent.register_request(3600)
             resp = await nvr.endpoint.request(req, peer)
             assert resp.status == 200  # refresh on the same Call-ID: no new challenge
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", resp.get("Date") or "")
@@ -67,7 +67,7 @@ async def test_allow_list_missing_expires_and_bad_id() -> None:
         try:
             assert await nvr.register() == 403
             peer = await nvr.peer()
-            req = nvr._register_request(60, peer)
+            req = nvr.agent.register_request(60)
             req.remove("Expires")
             assert (await nvr.endpoint.request(req, peer)).status == 400
             bad = SipRequest(method="REGISTER", uri=req.uri, headers=list(req.headers))
@@ -128,7 +128,7 @@ async def test_register_storm_is_shed_with_503() -> None:
         await nvr.endpoint.listen("127.0.0.1", 0, ("udp",))
         try:
             peer = await nvr.peer()
-            resp = await nvr.endpoint.request(nvr._register_request(60, peer), peer)
+            resp = await nvr.endpoint.request(nvr.agent.register_request(60), peer)
             assert resp.status == 503 and resp.get("Retry-After") == "5"
         finally:
             await nvr.endpoint.close()

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
-from sip.device import NvrConfig, SimulatedNvr
+from simdevice.nvr import NvrConfig, SimulatedNvr
 from sip.manscdp import CatalogItem, DeviceStatusInfo
 from sip.message import new_call_id
-from sip.registrar import Registration, connection_reason
+from sip.registrar import connection_reason
+from sip.registry import Registration
 from sip.store import MemoryDeviceStore
 from sip.transport import Peer
 from storage.db import Database
@@ -237,7 +238,7 @@ async def test_device_registering_again_is_queried_and_its_stream_resumes(
 
             # 2. the NVR reboots on the same transport and address: new Call-ID, new catalog
             nvr.state.queries.clear()
-            nvr._call_id = new_call_id("127.0.0.1")
+            nvr.agent.call_id = new_call_id("127.0.0.1")
             nvr.channels = [CH[0], CH[1], CH[3]]
             nvr.config.firmware = "V1.0.1"
             assert await nvr.register() == 200  # challenged again: a new registration
@@ -258,7 +259,7 @@ async def test_device_registering_again_is_queried_and_its_stream_resumes(
             await wait_until(lambda: DEV not in server.registrations, 10, "expiry")
             await wait_until(lambda: not r.device().online, 10, "offline stored")  # type: ignore[union-attr]
             await wait_until(lambda: stream.session is None, 10, "session ended by expiry")
-            nvr._call_id = new_call_id("127.0.0.1")
+            nvr.agent.call_id = new_call_id("127.0.0.1")
             nvr.channels = [CH[0], CH[3], CH[4]]
             nvr.config.firmware = "V1.0.2"
             r.hub.retry_min_s, r.hub.retry_max_s = 0.2, 2.0
@@ -268,12 +269,12 @@ async def test_device_registering_again_is_queried_and_its_stream_resumes(
             third_call = await resumed(r, nvr, watch, second_call)
 
             # 4. the device now registers over TCP (same Call-ID, next CSeq): a new address
-            call_id, cseq = nvr._call_id, next(nvr._cseq)
+            call_id, cseq = nvr.agent.call_id, next(nvr.agent.cseq)
             await nvr.stop(unregister=False)
             cfg = nvr_config(settings, port, [CH[0], CH[4], CH[5]], firmware="V1.0.3")
             cfg.transport = "tcp"
             nvr_b = await boot(cfg)
-            nvr_b._call_id, nvr_b._cseq = call_id, itertools.count(cseq + 1)
+            nvr_b.agent.call_id, nvr_b.agent.cseq = call_id, itertools.count(cseq + 1)
             assert await nvr_b.register() == 200
             assert server.stats["connections"] == 4
             reg = server.registrations[DEV]

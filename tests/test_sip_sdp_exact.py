@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from simdevice.media import offer_problem
 from sip import play_offer
-from sip.device_media import offer_problem
 from sip.media_api import MediaOffer, MediaTransport, PlayError, PlayMode, PlayRequest
 from sip.message import SipRequest, new_call_id, new_tag
 from sip.sdp import parse as parse_sdp

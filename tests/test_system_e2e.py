@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import select
 
 from api.orgs import create_org
-from sip.device import NvrConfig, SimulatedNvr
+from simdevice.nvr import NvrConfig, SimulatedNvr
 from storage.db import Database
 from storage.models import Alarm, Channel, Device, OrgKind
 from storage.objects import LocalObjectStore

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 from pydantic import BaseModel, Field
 
+from sip import ids
 from storage.models import Role
 
 from ..deps import ADMIN, HUMANS, CallerDep, ServicesDep, SessionDep, require_roles
@@ -19,7 +20,7 @@ from .devices import visible_channel
 
 router = APIRouter(prefix="/api/live", tags=["live"])
 
-ChannelId = Annotated[str, Path(pattern=r"^\d{20}$", description="20-digit GB28181 channel id")]
+ChannelId = Annotated[str, Path(pattern=ids.PATTERN, description="20-digit GB28181 channel id")]
 
 
 class OfferIn(BaseModel):

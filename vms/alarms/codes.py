@@ -10,13 +10,13 @@ import re
 import uuid
 
 from analyzers.catalog import TABLES
+from sip import ids
 
 # profile → {ALARM_TYPE code → Chinese name}
 CODE_TABLES: dict[str, dict[str, str]] = {
     profile: {t.code: t.name_zh for t in table.values()} for profile, table in TABLES.items()
 }
 
-VIDEO_CODE_RE = re.compile(r"^\d{20}$")
 UUID36_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
@@ -42,4 +42,4 @@ def is_uuid36(value: str) -> bool:
 
 def is_video_code(value: str) -> bool:
     """A 20-digit GB/T 28181 code (spec §4.1: 9-digit enterprise + 0132 + 7-digit serial)."""
-    return bool(VIDEO_CODE_RE.match(value or ""))
+    return ids.is_gb_id(value)

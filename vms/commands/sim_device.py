@@ -7,6 +7,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+from sip import ids
 from vms.config import load_settings
 from vms.logging import get_logger, setup_logging
 from vms.runtime import run
@@ -33,14 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def device_ids(first: str, count: int) -> list[str]:
-    if len(first) != 20 or not first.isdigit():
-        raise ValueError("--first-id must be 20 digits")
-    head, serial = first[:13], int(first[13:])
-    return [f"{head}{serial + i:07d}" for i in range(count)]
+    try:
+        gb = ids.GbId(first)
+    except ids.InvalidGbId:
+        raise ValueError("--first-id must be 20 digits") from None
+    serial = int(gb.serial)
+    if serial + count > 10**7:
+        raise ValueError(f"--first-id serial {gb.serial} + --count {count} runs past 7 digits")
+    return [str(ids.GbId.build(gb.domain, gb.type_code, serial + i)) for i in range(count)]
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from sip.device import NvrConfig, SimulatedNvr
+    from simdevice.nvr import NvrConfig, SimulatedNvr
 
     nvrs = [
         SimulatedNvr(

@@ -5,7 +5,7 @@ Only what the demuxer and stream statistics need; nothing here decodes pixels.
 
 from __future__ import annotations
 
-from sip.rtp_payloads import split_annexb  # noqa: F401 - part of this module's API
+from rtp.h26x import split_annexb  # noqa: F401 - part of this module's API
 
 from .frames import Codec
 

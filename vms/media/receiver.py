@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 import time
 from collections.abc import Callable
 
+from rtp.packet import split as split_rtp
 from vms.logging import get_logger
 
 from . import payload as pt_map
@@ -28,7 +28,6 @@ from .tcp_framing import TcpDeframer
 log = get_logger("vms.media.receiver")
 
 UDP_RECV_BUFFER = 4 * 1024 * 1024  # ZLM udp_recv_socket_buffer
-_HEADER = struct.Struct("!BBHII")
 Sink = Callable[[AccessUnit | Gap | AudioPacket], None]
 Parser = PsDemuxer | H26xDepacketizer
 _DROP = object()  # route of a payload type we recognise but cannot parse (MPEG-TS)
@@ -78,27 +77,15 @@ class RtpIngest:
 
     def on_packet(self, data: bytes, now: float) -> None:
         """One RTP packet (a datagram, or a deframed TCP packet)."""
-        if len(data) < 12 or data[0] >> 6 != 2:
+        parts = split_rtp(data)
+        if parts is None:
             self.stats.bad_packets += 1
             return
-        b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+        pt, marker, seq, ts, ssrc, payload = parts
         if self.ssrcs and ssrc not in self.ssrcs:
             self.stats.foreign_ssrc += 1
             return
-        start = 12 + 4 * (b0 & 0x0F)
-        if b0 & 0x10:
-            if start + 4 > len(data):
-                self.stats.bad_packets += 1
-                return
-            start += 4 + 4 * int.from_bytes(data[start + 2 : start + 4], "big")
-        end = len(data) - (data[-1] if b0 & 0x20 else 0)
-        if start > end:
-            self.stats.bad_packets += 1
-            return
         self.stats.on_packet(len(data), now)
-        payload = data[start:end] if start or end != len(data) else data
-        marker = bool(b1 & 0x80)
-        pt = b1 & 0x7F
         if self.reorder is not None:
             for lost, (p, m, t, k) in self.reorder.push(seq, (payload, marker, ts, pt), now):
                 self._demux(p, m, t, k, lost)

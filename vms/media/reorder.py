@@ -13,9 +13,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from rtp.packet import SEQ_MOD
+
 T = TypeVar("T")
 
-SEQ_MOD = 1 << 16
 MAX_DROPOUT = 3000  # RFC 3550 A.1: a jump beyond this is a sender restart
 MAX_MISORDER = 100
 RECENT = 1024  # sequence numbers remembered to tell duplicates from late packets

@@ -1,8 +1,8 @@
-"""RTP fixed header (RFC 3550 §5.1): parse and serialise, no I/O.
+"""The RTP fixed header (RFC 3550 §5.1): parse and serialise, no I/O.
 
-The receive path parses every datagram, so :meth:`RtpPacket.parse` does one
-``struct`` unpack for the fixed header and slices the payload without copying
-more than once.
+Two readers of one layout: :meth:`RtpPacket.parse` is strict and says what is wrong
+(tests, tools); :func:`split` is the receive path's, one ``struct`` unpack and one slice
+per datagram, ``None`` for anything it cannot use.  :func:`header` is the senders'.
 """
 
 from __future__ import annotations
@@ -12,11 +12,55 @@ from dataclasses import dataclass
 
 RTP_VERSION = 2
 RTP_HEADER_LENGTH = 12
-_FIXED = struct.Struct("!BBHII")
+FIXED_HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence number, timestamp, SSRC
+SEQ_MOD = 1 << 16
+MARKER = 0x80
+
+_pack = FIXED_HEADER.pack
+_unpack_from = FIXED_HEADER.unpack_from
+
+# (payload type, marker, sequence number, timestamp, SSRC, payload)
+Split = tuple[int, bool, int, int, int, bytes]
 
 
 class RtpError(ValueError):
     """A datagram is not a valid RTP packet; the message says why."""
+
+
+def header(payload_type: int, seq: int, ts: int, ssrc: int, marker: bool = False) -> bytes:
+    """The 12 bytes before a payload: no CSRC, extension or padding (what senders use)."""
+    b1 = (MARKER if marker else 0) | (payload_type & 0x7F)
+    return _pack(RTP_VERSION << 6, b1, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc & 0xFFFFFFFF)
+
+
+def split(data: bytes) -> Split | None:
+    """The header fields and the payload of a datagram, or None if it is not usable RTP.
+
+    CSRCs and a header extension are skipped, padding is cut off.  The receive path's
+    per-packet step: keep it a single unpack and a single slice.
+    """
+    n = len(data)
+    if n < RTP_HEADER_LENGTH:
+        return None
+    b0, b1, seq, ts, ssrc = _unpack_from(data)
+    if b0 >> 6 != RTP_VERSION:
+        return None
+    start = RTP_HEADER_LENGTH + 4 * (b0 & 0x0F)
+    if b0 & 0x10:
+        if start + 4 > n:
+            return None
+        start += 4 + 4 * int.from_bytes(data[start + 2 : start + 4], "big")
+    end = n - data[-1] if b0 & 0x20 else n
+    if start > end:
+        return None
+    return b1 & 0x7F, b1 >= MARKER, seq, ts, ssrc, data[start:end]
+
+
+def ssrc_of(data: bytes) -> int | None:
+    """The SSRC of a datagram without a full parse (None if it cannot be RTP)."""
+    if len(data) < RTP_HEADER_LENGTH or data[0] >> 6 != RTP_VERSION:
+        return None
+    return int.from_bytes(data[8:12], "big")
 
 
 @dataclass(slots=True)
@@ -36,7 +80,7 @@ class RtpPacket:
     def parse(cls, data: bytes) -> RtpPacket:
         if len(data) < RTP_HEADER_LENGTH:
             raise RtpError(f"RTP packet too short: {len(data)} bytes")
-        b0, b1, seq, ts, ssrc = _FIXED.unpack_from(data)
+        b0, b1, seq, ts, ssrc = _unpack_from(data)
         if b0 >> 6 != RTP_VERSION:
             raise RtpError(f"RTP version {b0 >> 6} is not 2")
         pos = RTP_HEADER_LENGTH
@@ -71,7 +115,7 @@ class RtpPacket:
             sequence_number=seq,
             timestamp=ts,
             ssrc=ssrc,
-            marker=bool(b1 & 0x80),
+            marker=bool(b1 & MARKER),
             payload=bytes(data[pos:end]),
             csrc=tuple(csrc),
             extension_profile=ext_profile,
@@ -87,11 +131,9 @@ class RtpPacket:
             b0 |= 0x10
         if self.padding_size:
             b0 |= 0x20
-        b1 = (0x80 if self.marker else 0) | (self.payload_type & 0x7F)
+        b1 = (MARKER if self.marker else 0) | (self.payload_type & 0x7F)
         out = bytearray(
-            _FIXED.pack(
-                b0, b1, self.sequence_number & 0xFFFF, self.timestamp & 0xFFFFFFFF, self.ssrc
-            )
+            _pack(b0, b1, self.sequence_number & 0xFFFF, self.timestamp & 0xFFFFFFFF, self.ssrc)
         )
         for c in self.csrc:
             out += struct.pack("!I", c)
@@ -102,10 +144,3 @@ class RtpPacket:
         if self.padding_size:
             out += bytes(self.padding_size - 1) + bytes([self.padding_size])
         return bytes(out)
-
-
-def ssrc_of(data: bytes) -> int | None:
-    """The SSRC of a datagram without a full parse (None if it cannot be RTP)."""
-    if len(data) < RTP_HEADER_LENGTH or data[0] >> 6 != RTP_VERSION:
-        return None
-    return int.from_bytes(data[8:12], "big")

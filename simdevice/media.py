@@ -12,22 +12,28 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from . import sdp as sdplib
-from .device_content import BYTES_PER_SECOND
-from .message import SipParseError, SipUri, response_for
-from .rtp_sender import RtpStreamer, Sink, StreamPlan, TcpSink, UdpSink
-from .transaction import ServerTransaction
+from sip import sdp as sdplib
+from sip.message import SipParseError, SipUri
+from sip.transaction import ServerTransaction
+from sip.user_agent import DISCARD_PORT, DeviceUserAgent
+
+from .content import BYTES_PER_SECOND
+from .streamer import RtpStreamer, Sink, StreamPlan, TcpSink, UdpSink
 from .video_source import clip_for
 
 if TYPE_CHECKING:
-    from .device import SimulatedNvr
+    from .nvr import DeviceState, NvrConfig
 
-log = structlog.get_logger("sip.device")
+log = structlog.get_logger("simdevice.media")
+
+PS_RTPMAP = {"96": "PS/90000"}
+H264_RTPMAP = {"98": "H264/90000"}
 
 
 @dataclass
@@ -69,8 +75,21 @@ def offer_problem(offer: sdplib.Sdp, channel: str) -> str:
 
 
 class DeviceMedia:
-    def __init__(self, nvr: SimulatedNvr) -> None:
-        self.nvr = nvr
+    """The NVR's streams, one per INVITE dialog."""
+
+    def __init__(
+        self,
+        config: NvrConfig,
+        agent: DeviceUserAgent,
+        state: DeviceState,
+        channels: Callable[[], list[str]],
+        ended: Callable[[str, str], Awaitable[None]],
+    ) -> None:
+        self.config = config
+        self.agent = agent
+        self.state = state
+        self.channels = channels  # the NVR's current channel ids (tests change them)
+        self.ended = ended  # (call-id, channel): a playback or download ran to its end
         self.streams: dict[str, DeviceStream] = {}
         self.finished: list[str] = []  # call-ids whose playback ran to its end
 
@@ -81,7 +100,7 @@ class DeviceMedia:
         except SipParseError:
             stx.reply(400)
             return
-        if channel not in self.nvr.channels:
+        if channel not in self.channels():
             stx.reply(404)
             return
         try:
@@ -89,7 +108,7 @@ class DeviceMedia:
         except sdplib.SdpError:
             stx.reply(488)
             return
-        self.nvr.state.invites.append(req)
+        self.state.invites.append(req)
         problem = offer_problem(offer, channel)
         if problem:  # a strict recorder: a wrong offer would replay the wrong thing
             log.warning("invite refused", channel=channel, problem=problem)
@@ -106,33 +125,22 @@ class DeviceMedia:
             duration = float(offer.end - offer.start) if offer.end > offer.start else 10.0
             if mode == "download":
                 speed = float(offer.download_speed or 1)
-        raw = self.nvr.config.media_payload == "h264"
+        raw = self.config.media_payload == "h264"
         plan = StreamPlan(ssrc, duration, speed, raw_h264=raw)
         stream = DeviceStream(req.call_id, channel, offer, plan)
-        host = self.nvr.config.local_host
-        answer = sdplib.Sdp(
-            session_name=offer.session_name,
-            origin_user=channel,
-            ip=host,
-            proto=offer.proto,
-            payloads=["98"] if raw else ["96"],
-            rtpmap={"98": "H264/90000"} if raw else {"96": "PS/90000"},
-            direction="sendonly",
-            ssrc=ssrc_text,
-            fmt="",
+        host = self.config.local_host
+        answer = sdplib.sendonly_answer(
+            offer, channel, host, DISCARD_PORT, H264_RTPMAP if raw else PS_RTPMAP
         )
+        answer.ssrc = ssrc_text
         try:
             if offer.tcp:
-                if (offer.setup or "passive") == "active":  # the platform connects to us
+                if answer.setup == "passive":  # the platform connects to us
                     stream.listener = await asyncio.start_server(
                         lambda r, w: self._accepted(stream, w), host, 0
                     )
                     answer.port = stream.listener.sockets[0].getsockname()[1]
-                    answer.setup = "passive"
-                else:
-                    answer.port = 9  # we connect out; the port is not used (RFC 4145)
-                    answer.setup = "active"
-                answer.connection = "new"
+                # else we connect out; the port is not used (RFC 4145)
             else:
                 stream.sink = await UdpSink.open(offer.ip, offer.port, host)
                 answer.port = stream.sink.transport.get_extra_info("sockname")[1]  # type: ignore[attr-defined]
@@ -143,14 +151,13 @@ class DeviceMedia:
         if mode == "download":
             answer.file_size = int((duration or 0) * BYTES_PER_SECOND)
         self.streams[req.call_id] = stream
-        resp = response_for(req, 200, to_tag=self.nvr.endpoint.local_tag)
-        c = self.nvr.config
-        resp.set("Contact", f"<sip:{channel}@{self.nvr.endpoint.host}:{self.nvr.endpoint.port}>")
-        resp.set("Content-Type", "application/sdp")
-        resp.body = answer.serialise()
-        stx.respond(resp)
+        self.agent.answer_invite(stx, answer, channel)
         log.info(
-            "invite answered", channel=channel, mode=mode, tcp=offer.tcp, device_id=c.device_id
+            "invite answered",
+            channel=channel,
+            mode=mode,
+            tcp=offer.tcp,
+            device_id=self.config.device_id,
         )
 
     def _accepted(self, stream: DeviceStream, writer: asyncio.StreamWriter) -> None:
@@ -165,7 +172,7 @@ class DeviceMedia:
         if stream is None or stream.acked:
             return
         stream.acked = True
-        stream.task = self.nvr.spawn(self._stream(stream), f"nvr-rtp-{stream.channel_id}")
+        stream.task = self.agent.tasks.spawn(self._stream(stream), f"nvr-rtp-{stream.channel_id}")
 
     async def _stream(self, stream: DeviceStream) -> None:
         offer = stream.offer
@@ -179,7 +186,7 @@ class DeviceMedia:
             self._drop(stream.call_id)
             return
         assert stream.sink is not None
-        clip = await asyncio.to_thread(clip_for, self.nvr.config.video)
+        clip = await asyncio.to_thread(clip_for, self.config.video)
         stream.streamer = RtpStreamer(clip, stream.sink, stream.plan)
         ended = False
 
@@ -190,7 +197,7 @@ class DeviceMedia:
         await stream.streamer.run(done)
         if ended and stream.plan.duration_s is not None and stream.call_id in self.streams:
             self.finished.append(stream.call_id)
-            await self.nvr.media_status_121(stream.call_id, stream.channel_id)
+            await self.ended(stream.call_id, stream.channel_id)
 
     def _drop(self, call_id: str) -> DeviceStream | None:
         stream = self.streams.pop(call_id, None)

@@ -10,38 +10,15 @@ device opened (platform ``a=setup:passive``) or accepted (platform ``a=setup:act
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rtp.h26x import h264_packets
+from rtp.packetizer import PT_PS, packetize, rfc4571
+
 from .ps_mux import mux_frame
-from .rtp_payloads import h264_payloads, rtp_payload_packets, split_annexb
 from .video_source import Clip
-
-RTP_VERSION = 2
-PT_PS = 96
-PT_H264 = 98
-MAX_PAYLOAD = 1400
-
-
-def rtp_packets(ps: bytes, seq: int, ts: int, ssrc: int, pt: int = PT_PS) -> list[bytes]:
-    """RTP packets of one frame; the marker bit is set on the last one."""
-    out = []
-    chunks = [ps[i : i + MAX_PAYLOAD] for i in range(0, len(ps), MAX_PAYLOAD)] or [b""]
-    for n, chunk in enumerate(chunks):
-        marker = 0x80 if n == len(chunks) - 1 else 0
-        header = struct.pack(
-            ">BBHII", RTP_VERSION << 6, marker | pt, (seq + n) & 0xFFFF, ts & 0xFFFFFFFF, ssrc
-        )
-        out.append(header + chunk)
-    return out
-
-
-def h264_rtp_packets(frame: bytes, seq: int, ts: int, ssrc: int, pt: int = PT_H264) -> list[bytes]:
-    """RFC 6184 RTP packets of one Annex-B frame (STAP-A / FU-A); marker on the last."""
-    payloads = h264_payloads(list(split_annexb(frame)), MAX_PAYLOAD)
-    return rtp_payload_packets([(ts, payloads)], ssrc, seq, pt)
 
 
 class Sink:
@@ -84,7 +61,7 @@ class TcpSink(Sink):
         return cls(writer)
 
     async def send(self, packets: list[bytes]) -> None:
-        self.writer.write(b"".join(struct.pack(">H", len(p)) + p for p in packets))
+        self.writer.write(b"".join(rfc4571(p) for p in packets))
         await self.writer.drain()
 
     def close(self) -> None:
@@ -121,10 +98,10 @@ class RtpStreamer:
                 await self.paused.wait()
                 frame = clip.frames[n % len(clip.frames)]
                 if plan.raw_h264:
-                    packets = h264_rtp_packets(frame.data, seq, ts, plan.ssrc)
+                    packets = h264_packets(frame.data, ts, plan.ssrc, seq)
                 else:
                     ps = mux_frame(frame.data, ts, frame.keyframe)
-                    packets = rtp_packets(ps, seq, ts, plan.ssrc)
+                    packets = packetize([(ts, ps)], plan.ssrc, seq, PT_PS)
                 await self.sink.send(packets)
                 seq += len(packets)
                 self.packets_sent += len(packets)

@@ -1,17 +1,16 @@
-"""RTP payload formats for H.264 (RFC 6184) and H.265 (RFC 7798) on the sending side.
+"""H.264 (RFC 6184) and H.265 (RFC 7798) RTP payloads on the sending side, no I/O.
 
-Used by the simulated NVR (raw H.264 on PT 98) and by the media tests; the receiving
-side (``vms/media/rtp_h26x.py``) undoes exactly this.  Annex-B splitting lives here, the
-lowest layer that needs it, and the media layer imports it from here.
+The receive side (``vms/media/rtp_h26x.py``) undoes exactly this.  Annex-B splitting lives
+here, the lowest layer that needs it; ``vms.media.h26x`` uses it for parsing too.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 
+from .packetizer import PT_H264, RTP_MTU, packetize_payloads
+
 START_CODE = b"\x00\x00\x01"
-RTP_MTU = 1400
 
 
 def split_annexb(data: bytes) -> Iterator[bytes]:
@@ -27,10 +26,6 @@ def split_annexb(data: bytes) -> Iterator[bytes]:
         if nal:
             yield nal
         i = nxt
-
-
-PT_H264 = 98
-PT_H265 = 99
 
 
 def _fragments(nal: bytes, header_len: int, mtu: int) -> list[bytes]:
@@ -99,16 +94,10 @@ def h265_payloads(nals: list[bytes], mtu: int = RTP_MTU) -> list[bytes]:
     return out
 
 
-def rtp_payload_packets(
-    frames: list[tuple[int, list[bytes]]], ssrc: int, seq: int, payload_type: int
+def h264_packets(
+    frame: bytes, pts: int, ssrc: int, seq: int, payload_type: int = PT_H264
 ) -> list[bytes]:
-    """RTP packets for per-frame payload lists: 90 kHz timestamps, marker on each frame's last."""
-    out = []
-    header = struct.Struct("!BBHII")
-    for pts, payloads in frames:
-        ts = pts & 0xFFFFFFFF
-        for i, payload in enumerate(payloads):
-            b1 = (0x80 if i == len(payloads) - 1 else 0) | payload_type
-            out.append(header.pack(0x80, b1, seq & 0xFFFF, ts, ssrc) + payload)
-            seq += 1
-    return out
+    """RTP packets of one Annex-B H.264 frame (STAP-A / FU-A); marker on the last."""
+    return packetize_payloads(
+        [(pts, h264_payloads(list(split_annexb(frame))))], ssrc, seq, payload_type
+    )

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
-from . import manscdp
-from .manscdp import CatalogItem, el
+from sip import manscdp
+from sip.manscdp import CatalogItem, DeviceInfo, DeviceStatusInfo, RecordItem
 
 if TYPE_CHECKING:
-    from .device import NvrConfig
+    from .nvr import NvrConfig
 
 BYTES_PER_SECOND = 250_000  # ~2 Mbit/s recordings, for FileSize / a=filesize
 
@@ -32,25 +32,20 @@ def catalog_items(config: NvrConfig, channels: list[str]) -> list[CatalogItem]:
     ]
 
 
-def device_info_xml(config: NvrConfig, channels: int) -> str:
-    return (
-        el("DeviceName", config.name)
-        + el("Manufacturer", config.manufacturer)
-        + el("Model", config.model)
-        + el("Firmware", config.firmware)
-        + el("Channel", channels)
-        + el("Result", "OK")
+def device_info(config: NvrConfig, channels: int) -> DeviceInfo:
+    return DeviceInfo(
+        config.device_id, config.name, config.manufacturer, config.model, config.firmware, channels
     )
 
 
-def device_status_xml(tz: tzinfo) -> str:
-    return (
-        el("Result", "OK")
-        + el("Online", "ONLINE")
-        + el("Status", "OK")
-        + el("Encode", "ON")
-        + el("Record", "ON")
-        + el("DeviceTime", manscdp.fmt_time(datetime.now(tz)))
+def device_status(device_id: str, tz: tzinfo) -> DeviceStatusInfo:
+    return DeviceStatusInfo(
+        device_id,
+        online="ONLINE",
+        status="OK",
+        encode="ON",
+        record="ON",
+        device_time=manscdp.fmt_time(datetime.now(tz)),
     )
 
 
@@ -71,19 +66,16 @@ def recordings(
     return list(reversed(out))
 
 
-def record_items_xml(channel_id: str, ranges: list[tuple[datetime, datetime]]) -> list[str]:
+def record_items(channel_id: str, ranges: list[tuple[datetime, datetime]]) -> list[RecordItem]:
     return [
-        "<Item>\r\n"
-        + el("DeviceID", channel_id)
-        + el("Name", f"录像{n}")
-        + el("FilePath", f"{channel_id}_{s:%Y%m%d%H%M%S}")
-        + el("Address", "Address")
-        + el("StartTime", manscdp.fmt_time(s))
-        + el("EndTime", manscdp.fmt_time(e))
-        + el("Secrecy", 0)
-        + el("Type", "time")
-        + el("RecorderID", channel_id)
-        + el("FileSize", int((e - s).total_seconds() * BYTES_PER_SECOND))
-        + "</Item>\r\n"
+        RecordItem(
+            device_id=channel_id,
+            name=f"录像{n}",
+            start=s,
+            end=e,
+            file_path=f"{channel_id}_{s:%Y%m%d%H%M%S}",
+            type="time",
+            file_size=int((e - s).total_seconds() * BYTES_PER_SECOND),
+        )
         for n, (s, e) in enumerate(ranges)
     ]
