@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import jwt
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from storage.models import Organisation, Role, User
@@ -86,6 +86,33 @@ def get_caller(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def visible_org(caller: Caller, session: Session, org_id: int) -> Organisation:
+    """The organisation if the caller may see it; 404 otherwise (no existence leak)."""
+    org = session.get(Organisation, org_id)
+    if org is None or not caller.sees_path(org.path):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"organisation {org_id} not found")
+    return org
+
+
+def under_org(
+    caller: Caller, session: Session, stmt: Select[Any], org_id_col: Any, org_id: int | None
+) -> Select[Any]:
+    """A list's ``org_id`` filter: rows of that organisation and everything under it
+    (404 when the caller may not see it); ``None`` leaves ``stmt`` as it is."""
+    if org_id is None:
+        return stmt
+    org = visible_org(caller, session, org_id)
+    sub = select(Organisation.id).where(Organisation.path.startswith(org.path))
+    return stmt.where(org_id_col.in_(sub))
+
+
+def count_into(session: Session, stmt: Select[Any], response: Response) -> int:
+    """The number of rows ``stmt`` matches, also sent as ``X-Total-Count`` (paged lists)."""
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    response.headers["X-Total-Count"] = str(total)
+    return total
 
 
 def require_roles(*roles: Role) -> Any:

@@ -21,7 +21,7 @@ from storage.models import Organisation, OrgKind, Role
 from vms.logging import get_logger
 from vms.services import Services
 
-from .deps import Caller
+from .deps import Caller, visible_org
 
 log = get_logger("api.sensors")
 
@@ -44,13 +44,6 @@ def invalid(errors: Iterable[tuple[str, str]], where: str = "body") -> RequestVa
 def from_pydantic(exc: ValidationError) -> RequestValidationError:
     """A model check run by hand (on a merged PATCH, on an import row) answered like a body."""
     return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
-
-
-def visible_org(caller: Caller, session: Session, org_id: int) -> Organisation:
-    org = session.get(Organisation, org_id)
-    if org is None or not caller.sees_path(org.path):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"organisation {org_id} not found")
-    return org
 
 
 def site_org(caller: Caller, session: Session, org_id: int | None) -> Organisation:

@@ -14,7 +14,7 @@ import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 
 from storage.models import Alarm, HandlingState, Organisation, Profile
 from storage.objects import ObjectNotFound, ObjectStoreError
@@ -23,7 +23,16 @@ from vms.alarms.handling import UPDATED, InvalidTransition, apply_action, update
 from vms.alarms.service import clip_url
 from vms.alarms.stats import statistics
 
-from ..deps import HUMANS, Caller, CallerDep, ServicesDep, SessionDep, require_roles
+from ..deps import (
+    HUMANS,
+    Caller,
+    CallerDep,
+    ServicesDep,
+    SessionDep,
+    count_into,
+    require_roles,
+    under_org,
+)
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
@@ -164,12 +173,7 @@ def filtered(caller: Caller, session: SessionDep, f: AlarmFilter) -> Select[Any]
         stmt = stmt.where(Alarm.handling == f.handling)
     if f.false_alarm is not None:
         stmt = stmt.where(Alarm.false_alarm == f.false_alarm)
-    if f.org_id is not None:
-        org = session.get(Organisation, f.org_id)
-        if org is None or not caller.sees_path(org.path):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"organisation {f.org_id} not found")
-        sub = select(Organisation.id).where(Organisation.path.startswith(org.path))
-        stmt = stmt.where(Alarm.org_id.in_(sub))
+    stmt = under_org(caller, session, stmt, Alarm.org_id, f.org_id)
     return stmt
 
 
@@ -184,8 +188,7 @@ def list_alarms(
 ) -> list[AlarmOut]:
     """Newest first; the total matching count is in the ``X-Total-Count`` header."""
     stmt = filtered(caller, session, f)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    response.headers["X-Total-Count"] = str(total)
+    count_into(session, stmt, response)
     rows = session.scalars(
         stmt.order_by(Alarm.raised_at.desc(), Alarm.id.desc()).limit(limit).offset(offset)
     )

@@ -15,14 +15,14 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import Organisation, OrgKind, OutboxState, Role
 from storage.sensor_models import Duty, Notification, OrgContact, SensorWarning
 from vms.warning.recipients import CITY_DUTIES, DISTRICT_DUTIES, ENTERPRISE_DUTIES, SITE_KINDS
 
-from ..deps import HUMANS, STAFF, Caller, CallerDep, SessionDep, require_roles
+from ..deps import HUMANS, STAFF, Caller, CallerDep, SessionDep, count_into, require_roles
 
 router = APIRouter(tags=["contacts"])
 
@@ -240,8 +240,7 @@ def list_notifications(
         stmt = stmt.where(Notification.channel == channel)
     if warning_id is not None:
         stmt = stmt.where(SensorWarning.warning_id == warning_id)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    response.headers["X-Total-Count"] = str(total)
+    count_into(session, stmt, response)
     rows = session.execute(stmt.order_by(Notification.id.desc()).limit(limit).offset(offset)).all()
     return [
         NotificationOut(

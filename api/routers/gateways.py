@@ -17,14 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.models import Organisation
 from storage.sensor_models import GatewayProtocol, Sensor, SensorGateway
 from vms.ingest.gateway_config import validate_gateway_config
 from vms.ingest.push import new_ident_code, new_key
 from vms.services import Services
 
-from ..deps import HUMANS, Caller, CallerDep, ServicesDep, SessionDep, require_roles
-from ..sensor_access import WRITERS, invalid, reload_ingest, site_org, visible_org, visible_row
+from ..deps import HUMANS, Caller, CallerDep, ServicesDep, SessionDep, require_roles, under_org
+from ..sensor_access import WRITERS, invalid, reload_ingest, site_org, visible_row
 
 router = APIRouter(prefix="/api/gateways", tags=["sensors"])
 
@@ -143,10 +142,7 @@ def list_gateways(
     offset: int = Query(0, ge=0),
 ) -> list[GatewayOut]:
     stmt = caller.scope(select(SensorGateway), SensorGateway.org_id)
-    if org_id is not None:
-        org = visible_org(caller, session, org_id)
-        sub = select(Organisation.id).where(Organisation.path.startswith(org.path))
-        stmt = stmt.where(SensorGateway.org_id.in_(sub))
+    stmt = under_org(caller, session, stmt, SensorGateway.org_id, org_id)
     if protocol is not None:
         stmt = stmt.where(SensorGateway.protocol == protocol)
     rows = list(session.scalars(stmt.order_by(SensorGateway.id).limit(limit).offset(offset)))

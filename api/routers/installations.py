@@ -10,12 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.models import Organisation
 from storage.sensor_models import Installation, InstallationKind, Sensor
 from vms.ingest.points import PROCESSES
 
-from ..deps import HUMANS, Caller, CallerDep, SessionDep, require_roles
-from ..sensor_access import WRITERS, from_pydantic, site_org, visible_org, visible_row
+from ..deps import HUMANS, Caller, CallerDep, SessionDep, require_roles, under_org
+from ..sensor_access import WRITERS, from_pydantic, site_org, visible_row
 
 router = APIRouter(prefix="/api/installations", tags=["sensors"])
 
@@ -108,10 +107,7 @@ def list_installations(
     offset: int = Query(0, ge=0),
 ) -> list[InstallationOut]:
     stmt = caller.scope(select(Installation), Installation.org_id)
-    if org_id is not None:
-        org = visible_org(caller, session, org_id)
-        sub = select(Organisation.id).where(Organisation.path.startswith(org.path))
-        stmt = stmt.where(Installation.org_id.in_(sub))
+    stmt = under_org(caller, session, stmt, Installation.org_id, org_id)
     if kind is not None:
         stmt = stmt.where(Installation.kind == kind)
     if major_hazard is not None:

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storage.models import Organisation, User
 
-from ..deps import ADMIN, HUMANS, CallerDep, SessionDep, require_roles
+from ..deps import ADMIN, HUMANS, CallerDep, SessionDep, require_roles, visible_org
 from ..orgs import OrgTreeError, create_org
 from ..schemas import OrgIn, OrgOut, UserIn, UserOut
 from ..security import hash_password
@@ -29,10 +29,7 @@ def _visible_org(caller: CallerDep, session: SessionDep, org_id: int | None) -> 
         if caller.org_path is not None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "an organisation is required")
         return None
-    org = session.get(Organisation, org_id)
-    if org is None or not caller.sees_path(org.path):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"organisation {org_id} not found")
-    return org
+    return visible_org(caller, session, org_id)
 
 
 @router.post("/orgs", response_model=OrgOut, status_code=201, dependencies=[require_roles(*ADMIN)])

@@ -10,15 +10,24 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from storage.models import Organisation
 from storage.sensor_models import Sensor, SensorEvent
 from vms.ingest.points import SensorKind
 
-from ..deps import HUMANS, Caller, CallerDep, ServicesDep, SessionDep, require_roles
-from ..sensor_access import WRITERS, invalid, reload_ingest, site_org, visible_org, visible_row
+from ..deps import (
+    HUMANS,
+    Caller,
+    CallerDep,
+    ServicesDep,
+    SessionDep,
+    count_into,
+    require_roles,
+    under_org,
+)
+from ..sensor_access import WRITERS, invalid, reload_ingest, site_org, visible_row
 from ..sensor_points import (
     PointContext,
     PointFields,
@@ -145,10 +154,7 @@ def live_values(
     """Every visible point's latest value and state, for the live page (one query, then the
     ingest service's in-memory state, which is fresher than the rows)."""
     stmt = caller.scope(select(*LIVE_COLUMNS), Sensor.org_id)
-    if org_id is not None:
-        org = visible_org(caller, session, org_id)
-        sub = select(Organisation.id).where(Organisation.path.startswith(org.path))
-        stmt = stmt.where(Sensor.org_id.in_(sub))
+    stmt = under_org(caller, session, stmt, Sensor.org_id, org_id)
     ingest = services.ingest
     registry = ingest.registry.by_pk if ingest is not None else {}
     out = []
@@ -186,10 +192,7 @@ def list_sensors(
 ) -> list[PointOut]:
     """Ordered by enterprise and tag; the total matching count is in ``X-Total-Count``."""
     stmt = caller.scope(select(Sensor), Sensor.org_id)
-    if org_id is not None:
-        org = visible_org(caller, session, org_id)
-        sub = select(Organisation.id).where(Organisation.path.startswith(org.path))
-        stmt = stmt.where(Sensor.org_id.in_(sub))
+    stmt = under_org(caller, session, stmt, Sensor.org_id, org_id)
     for col, value in (
         (Sensor.installation_id, installation_id),
         (Sensor.gateway_id, gateway_id),
@@ -201,8 +204,7 @@ def list_sensors(
     if q:
         like = f"%{q}%"
         stmt = stmt.where(or_(Sensor.tag.ilike(like), Sensor.name.ilike(like)))
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    response.headers["X-Total-Count"] = str(total)
+    count_into(session, stmt, response)
     rows = list(
         session.scalars(stmt.order_by(Sensor.org_id, Sensor.tag).limit(limit).offset(offset))
     )

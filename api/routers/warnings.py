@@ -15,10 +15,10 @@ import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from storage.models import HandlingState, Organisation
+from storage.models import HandlingState
 from storage.objects import ObjectNotFound, ObjectStoreError
 from storage.sensor_models import RecordingBookmark, SensorWarning, WarningLevel
 from vms.warning import handling
@@ -26,7 +26,16 @@ from vms.warning.escalation import next_notice_at, onsite_due_at
 from vms.warning.store import WarningStore, snapshot_url
 from vms.warning.table import NAMES_ZH, as_rows, rule
 
-from ..deps import HUMANS, Caller, CallerDep, ServicesDep, SessionDep, require_roles
+from ..deps import (
+    HUMANS,
+    Caller,
+    CallerDep,
+    ServicesDep,
+    SessionDep,
+    count_into,
+    require_roles,
+    under_org,
+)
 
 router = APIRouter(prefix="/api/warnings", tags=["warnings"])
 
@@ -239,12 +248,7 @@ def filtered(caller: Caller, session: Session, f: WarningFilter) -> Select[Any]:
         stmt = stmt.where(SensorWarning.raised_at >= _aware(f.start))
     if f.end is not None:
         stmt = stmt.where(SensorWarning.raised_at < _aware(f.end))
-    if f.org_id is not None:
-        org = session.get(Organisation, f.org_id)
-        if org is None or not caller.sees_path(org.path):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"organisation {f.org_id} not found")
-        sub = select(Organisation.id).where(Organisation.path.startswith(org.path))
-        stmt = stmt.where(SensorWarning.org_id.in_(sub))
+    stmt = under_org(caller, session, stmt, SensorWarning.org_id, f.org_id)
     return stmt
 
 
@@ -259,8 +263,7 @@ def list_warnings(
 ) -> list[WarningOut]:
     """Newest first; the total matching count is in the ``X-Total-Count`` header."""
     stmt = filtered(caller, session, f)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    response.headers["X-Total-Count"] = str(total)
+    count_into(session, stmt, response)
     rows = session.scalars(
         stmt.order_by(SensorWarning.raised_at.desc(), SensorWarning.id.desc())
         .limit(limit)
