@@ -32,7 +32,7 @@ from storage.sensor_models import Sensor  # noqa: E402
 from tests.pg import PrivatePostgres  # noqa: E402
 from vms.config import IngestSettings, WarningSettings  # noqa: E402
 from vms.events import EventBus  # noqa: E402
-from vms.ingest.samples import Sample  # noqa: E402
+from vms.ingest.samples import IngestBusy, Sample  # noqa: E402
 from vms.ingest.service import IngestService  # noqa: E402
 from vms.ingest.writer import write_readings  # noqa: E402
 
@@ -113,7 +113,12 @@ async def run_ingest(db: Database, data, with_warnings: bool) -> tuple[float, fl
     c0, w0 = cpu_s(), time.perf_counter()
     for batches in data:
         for org, samples in batches:
-            result = ingest.submit(org, samples, "bench")
+            while True:
+                try:
+                    result = ingest.submit(org, samples, "bench")
+                    break
+                except IngestBusy:  # back-pressure: wait for the writer, as collectors do
+                    await asyncio.sleep(0.05)
             n += result.accepted
             await asyncio.sleep(0)  # let the flush task run, as collectors would
     await ingest.committed(ingest._ticket, timeout=600)
