@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := ffmpeg sip-tester postgresql chromium chromium-driver opencv-doc mosquitto fonts-noto-cjk
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo serve test lint bench sysdeps models clean
+.PHONY: install demo serve test lint bench sysdeps models testdata clean
 
 # A venv that really has pip: Debian's python3 lacks ensurepip until python3-venv is installed,
 # and a failed `venv` leaves a half-made folder behind, so retry from scratch after installing it.
@@ -52,6 +52,11 @@ sysdeps:
 models: install
 	$(BIN)/vms models build
 
+# The development photos and the pedestrian clip in var/testdata, from the packages that ship
+# them (opencv-doc, scikit-image's wheel, ultralytics' assets): a clone alone runs every test.
+testdata: sysdeps install
+	$(BIN)/python -m tests.testdata
+
 demo: install models
 	$(BIN)/vms demo
 
@@ -59,7 +64,7 @@ serve: install
 	$(BIN)/vms serve
 
 # pytest exits non-zero on any failure and with 5 when it collects nothing: both fail the target.
-test: sysdeps install models
+test: sysdeps install models testdata
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -68,7 +73,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # make bench BENCH_ARGS=--quick for a short run of every benchmark.
-bench: install models
+bench: install models testdata
 	@shopt -s nullglob; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b $(BENCH_ARGS) || exit 1; done
 
 clean:

@@ -34,6 +34,11 @@ from .manifest import (
 REPO = Path(__file__).resolve().parent.parent
 BUILD_VENV = REPO / ".venv-models"
 EXPORT_SCRIPT = Path(__file__).resolve().parent / "export_onnx.py"
+QUANTIZE_SCRIPT = Path(__file__).resolve().parent / "quantize_onnx.py"
+# Real frames for int8 calibration: the pedestrian clip of Debian's opencv-doc when installed,
+# and the photos ultralytics ships (always in the build venv).
+CALIBRATION_CLIP = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+CALIBRATION_ASSETS = ["ultralytics/assets/bus.jpg", "ultralytics/assets/zidane.jpg"]
 # torch pinned to the release this project is tested with; other versions download gigabytes.
 TORCH_PINS = ["torch==2.14.1", "torchvision==0.29.1", "ultralytics"]
 EXPORT_TOOLS = ["onnx>=1.12,<2", "onnxslim>=0.1.82", "onnxruntime"]
@@ -114,12 +119,20 @@ def verify_onnx(path: Path, manifest: Manifest, size: int, shown: str = "") -> d
     }
 
 
-def record(cache: Path, path: Path, manifest: Manifest, size: int, info: dict[str, object]) -> None:
+def record(
+    cache: Path,
+    path: Path,
+    manifest: Manifest,
+    size: int,
+    info: dict[str, object],
+    precision: str = "fp32",
+) -> None:
     lock = read_lock(cache)
     lock[str(path.relative_to(cache))] = {
         "model": manifest.name,
         "size": path.stat().st_size,
         "imgsz": size,
+        "precision": precision,
         "sha256": sha256_file(path),
         "source": manifest.source,
         "licence": manifest.licence,
@@ -139,13 +152,20 @@ def build(
         known = [m.name for m in all_manifests(cache)]
         raise BuildError(f"unknown model in {names}; known: {known}")
     lock = read_lock(cache)
-    todo = [(m, s) for m in manifests for s in m.sizes if status(cache, m, s, lock) != "ok"]
+    todo = [
+        (m, s, p)
+        for m in manifests
+        for s in m.sizes
+        for p in m.precisions
+        if status(cache, m, s, lock, p) != "ok"
+    ]
     if not todo:
         log(f"models up to date in {cache}")
         return 0
     t0 = time.monotonic()
-    py = ensure_build_venv([m for m, _ in todo], venv, log)
-    for m, size in todo:
+    py = ensure_build_venv([m for m, _, _ in todo], venv, log)
+    # fp32 exports first: the int8 and fp16 files are made from them
+    for m, size, _ in [t for t in todo if t[2] == "fp32"]:
         src = package_file(py, m.source["file"])
         out = model_file(cache, m, size)
         cmd = [str(py), str(EXPORT_SCRIPT), str(src), str(out), "--imgsz", str(size)]
@@ -159,8 +179,30 @@ def build(
             raise BuildError(f"{m.name}: weights have classes {meta['classes']}, manifest differs")
         record(cache, out, m, size, verify_onnx(out, m, size))
         log(f"built {out.name} ({out.stat().st_size // 1024} KiB)")
+    calib = calibration_sources(py)
+    for m, size, precision in [t for t in todo if t[2] != "fp32"]:
+        src = model_file(cache, m, size)
+        out = model_file(cache, m, size, precision)
+        cmd = [str(py), str(QUANTIZE_SCRIPT), str(src), str(out), "--mode", precision]
+        cmd += ["--imgsz", str(size)]
+        for c in calib if precision == "int8" else []:
+            cmd += ["--calib", str(c)]
+        info = json.loads(_run(cmd, _quiet).strip().splitlines()[-1])
+        record(cache, out, m, size, verify_onnx(out, m, size) | info, precision)
+        log(f"built {out.name} ({out.stat().st_size // 1024} KiB)")
     log(f"built {len(todo)} model file(s) in {time.monotonic() - t0:.0f} s")
     return len(todo)
+
+
+def calibration_sources(py: Path) -> list[Path]:
+    """Real frames for int8 calibration: the CCTV clip if installed, and ultralytics' photos."""
+    out = [CALIBRATION_CLIP] if CALIBRATION_CLIP.is_file() else []
+    for rel in CALIBRATION_ASSETS:
+        try:
+            out.append(package_file(py, rel))
+        except BuildError:
+            continue
+    return out
 
 
 def add_user_model(

@@ -59,9 +59,14 @@ TABLES: dict[str, dict[str, AlarmType]] = {
     GAS_STATION: GAS_STATION_TABLE,
 }
 
-# Rules the seeds ask for that have no code in either table (spec §5.1: 睡岗 sleeping on post).
-# They run only when configured with an explicit ``alarm_type``; the record says so.
-UNCODED_RULES = frozenset({"sleeping"})
+# Behaviours the seeds require that have no code of their own in either table (spec §5.1:
+# 睡岗 sleeping on post).  A sleeping guard is not doing the duty, so it is reported under the
+# profile's off-duty code (5 enterprise, 3 gas station) and the record carries the reason.
+REPORTED_AS: dict[str, str] = {"sleeping": "off_duty"}
+REPORT_REASON: dict[str, str] = {
+    "sleeping": "睡岗 sleeping on post: no code of its own, reported as 人员离岗 off duty"
+}
+UNCODED_RULES: frozenset[str] = frozenset()  # rules that need an explicit alarm_type (none now)
 
 
 class UnknownAlarm(LookupError):
@@ -75,7 +80,7 @@ def alarm_type(profile: str, rule: str) -> AlarmType:
     except KeyError:
         raise UnknownAlarm(f"unknown profile {profile!r} (expected one of {PROFILES})") from None
     try:
-        return table[rule]
+        return table[REPORTED_AS.get(rule, rule)]
     except KeyError:
         raise UnknownAlarm(f"rule {rule!r} has no alarm code in the {profile} table") from None
 

@@ -1,7 +1,9 @@
 """ONNX Runtime detector for YOLOv8-style exports: letterbox, inference, NMS — numpy only.
 
 Output layout is ultralytics' ``(batch, 4 + classes, anchors)`` with centre-xywh boxes in
-input pixels and per-class scores already passed through a sigmoid.
+input pixels and per-class scores already passed through a sigmoid.  A model exported with
+dynamic height and width gets the frame's own aspect (640×480 for a 4:3 camera, 640×384 for
+16:9) instead of a padded square: the same pixels per person for 25–40 % less work.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+from .providers import BoundRunner, choose_providers, on_gpu, provider_options
+
+__all__ = ["ClassMap", "Detection", "OrtDetector", "choose_providers", "letterbox", "nms"]
+STRIDE = 32  # YOLO input sides are multiples of the largest stride
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,45 +32,34 @@ class Detection:
     hint: str = ""  # e.g. "lying" for the person model's Fall class
 
 
-def choose_providers(wanted: Sequence[str] = ()) -> list[str]:
-    """``wanted`` filtered to what this onnxruntime build has; empty → best available."""
-    available = ort.get_available_providers()
-    if wanted:
-        chosen = [p for p in wanted if p in available]
-        if not chosen:
-            raise ValueError(f"none of the providers {list(wanted)} is available ({available})")
-        return chosen
-    return [p for p in PREFERRED_PROVIDERS if p in available]
-
-
-def provider_options(providers: Sequence[str], cache_dir: Path | None) -> list[dict[str, str]]:
-    """fp16 where the provider supports it (TensorRT); engines cached next to the models."""
-    out: list[dict[str, str]] = []
-    for p in providers:
-        if p == "TensorrtExecutionProvider":
-            opts = {"trt_fp16_enable": "True"}
-            if cache_dir is not None:
-                opts |= {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir)}
-            out.append(opts)
-        else:
-            out.append({})
-    return out
-
-
-def letterbox(img: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
-    """Resize keeping aspect into a ``size``² grey-padded square; returns scale and padding."""
-    h, w = img.shape[:2]
+def input_shape(h: int, w: int, size: int, rect: bool) -> tuple[int, int]:
+    """(height, width) of the model input: ``size`` square, or with ``rect`` the long side
+    ``size`` and the short one the frame's aspect rounded up to the stride."""
+    if not rect:
+        return size, size
     r = min(size / h, size / w)
-    nh, nw = round(h * r), round(w * r)
-    out = np.full((size, size, 3), 114, dtype=np.uint8)
-    top, left = (size - nh) // 2, (size - nw) // 2
+    ih = min(size, -(-round(h * r) // STRIDE) * STRIDE)
+    iw = min(size, -(-round(w * r) // STRIDE) * STRIDE)
+    return ih, iw
+
+
+def letterbox(img: np.ndarray, size: int, rect: bool = False) -> tuple[np.ndarray, float, int, int]:
+    """Resize keeping aspect into a grey-padded ``size`` square (or the aspect's rectangle with
+    ``rect``); returns the image, scale and padding."""
+    h, w = img.shape[:2]
+    ih, iw = input_shape(h, w, size, rect)
+    r = min(ih / h, iw / w)
+    nh, nw = min(ih, round(h * r)), min(iw, round(w * r))
+    out = np.full((ih, iw, 3), 114, dtype=np.uint8)
+    top, left = (ih - nh) // 2, (iw - nw) // 2
+    # area averaging when shrinking: linear is ~4x cheaper but lost 2 of 64 people on vtest
     interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
     out[top : top + nh, left : left + nw] = cv2.resize(img, (nw, nh), interpolation=interp)
     return out, r, left, top
 
 
 def to_blob(squares: Sequence[np.ndarray]) -> np.ndarray:
-    """BGR uint8 squares → float32 NCHW RGB 0..1."""
+    """BGR uint8 images of one shape → float32 NCHW RGB 0..1."""
     batch = np.stack(squares)[..., ::-1].transpose(0, 3, 1, 2)
     return np.ascontiguousarray(batch, dtype=np.float32) * (1.0 / 255.0)
 
@@ -94,6 +88,7 @@ class ClassMap:
     names: list[str]
     labels: list[str]
     hints: list[str]
+    min_scores: list[float] | None = None  # per class, on top of the detector's conf
 
 
 class OrtDetector:
@@ -109,11 +104,16 @@ class OrtDetector:
         conf: float = 0.25,
         iou: float = 0.45,
         size: int | None = None,
+        device_id: int = 0,
     ) -> None:
         self.name = name
         self.classes = classes
         self.conf = conf
         self.iou = iou
+        mins = classes.min_scores
+        self._floors = (
+            None if not mins else np.maximum(np.asarray(mins, np.float32), np.float32(conf))
+        )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -122,7 +122,13 @@ class OrtDetector:
         self.session = ort.InferenceSession(
             str(path),
             sess_options=opts,
-            providers=list(zip(chosen, provider_options(chosen, path.parent), strict=True)),
+            providers=list(
+                zip(
+                    chosen,
+                    provider_options(chosen, path.parent, device_id, size=size or 640),
+                    strict=True,
+                )
+            ),
         )
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -130,6 +136,13 @@ class OrtDetector:
         self.dynamic_batch = not isinstance(shape[0], int)
         # a fixed-shape export dictates its size; a dynamic one runs at the size it was built for
         self.size = shape[2] if isinstance(shape[2], int) else (size or 640)
+        # TensorRT builds one engine per input shape: keep its inputs square
+        self.rect = not isinstance(shape[2], int) and chosen[0] != "TensorrtExecutionProvider"
+        self.runner = (
+            BoundRunner(self.session, "cuda", device_id)
+            if on_gpu(self.session.get_providers())
+            else None
+        )
         out_shape = self.session.get_outputs()[0].shape
         if isinstance(out_shape[1], int) and out_shape[1] - 4 != len(classes.names):
             raise ValueError(
@@ -141,21 +154,31 @@ class OrtDetector:
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
+    def _run(self, blob: np.ndarray) -> np.ndarray:
+        if self.runner is not None:
+            return self.runner.run(blob)
+        return self.session.run(None, {self.input_name: blob})[0]
+
     def infer_blob(self, blob: np.ndarray) -> np.ndarray:
         if self.dynamic_batch or blob.shape[0] == 1:
-            return self.session.run(None, {self.input_name: blob})[0]
-        return np.concatenate(
-            [
-                self.session.run(None, {self.input_name: blob[i : i + 1]})[0]
-                for i in range(len(blob))
-            ]
-        )
+            return self._run(blob)
+        return np.concatenate([self._run(blob[i : i + 1]) for i in range(len(blob))])
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
-        """Detections per frame (BGR uint8), boxes normalised to each frame's size."""
-        prepared = [letterbox(f, self.size) for f in frames]
-        raw = self.infer_blob(to_blob([p[0] for p in prepared]))
-        return [self.decode(raw[i], frames[i].shape, *prepared[i][1:]) for i in range(len(frames))]
+        """Detections per frame (BGR uint8), boxes normalised to each frame's size.
+
+        Frames of one input shape go in one batch (several cameras, or a camera's windows).
+        """
+        prepared = [letterbox(f, self.size, self.rect) for f in frames]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, p in enumerate(prepared):
+            groups.setdefault(p[0].shape, []).append(i)
+        out: list[list[Detection]] = [[] for _ in frames]
+        for idx in groups.values():
+            raw = self.infer_blob(to_blob([prepared[i][0] for i in idx]))
+            for j, i in enumerate(idx):
+                out[i] = self.decode(raw[j], frames[i].shape, *prepared[i][1:])
+        return out
 
     def decode(
         self, out: np.ndarray, shape: tuple[int, ...], r: float, left: int, top: int
@@ -164,7 +187,8 @@ class OrtDetector:
         scores = preds[:, 4:]
         cls = scores.argmax(1)
         best = scores[np.arange(len(cls)), cls]
-        mask = best >= self.conf
+        floor = self._floors[cls] if self._floors is not None else self.conf
+        mask = best >= floor
         if not mask.any():
             return []
         xywh, cls, best = preds[mask, :4], cls[mask], best[mask]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .detector import ClassMap
+from .providers import PRECISIONS
 
 REPO_MANIFESTS = Path(__file__).resolve().parent.parent / "models"
 LOCK_NAME = "models.lock.json"
@@ -34,6 +35,7 @@ class ClassSpec:
     label: str
     rules: list[str] = field(default_factory=list)
     hint: str = ""
+    min_score: float = 0.0  # this class needs at least this score (the model's false alarms)
 
 
 @dataclass(frozen=True)
@@ -46,19 +48,24 @@ class Manifest:
     dynamic_batch: bool
     source: dict[str, Any]
     path: Path
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])  # files built per size
 
     @property
     def user(self) -> bool:
         return self.source.get("kind") == "user"
 
-    def onnx_name(self, size: int) -> str:
-        return f"{self.name}.onnx" if self.user else f"{self.name}-{size}.onnx"
+    def onnx_name(self, size: int, precision: str = "fp32") -> str:
+        if self.user:
+            return f"{self.name}.onnx"
+        tail = "" if precision == "fp32" else f".{precision}"
+        return f"{self.name}-{size}{tail}.onnx"
 
     def class_map(self) -> ClassMap:
         return ClassMap(
             [c.name for c in self.classes],
             [c.label for c in self.classes],
             [c.hint for c in self.classes],
+            [c.min_score for c in self.classes] if any(c.min_score for c in self.classes) else None,
         )
 
     def labels(self) -> set[str]:
@@ -77,12 +84,18 @@ def parse_manifest(path: Path) -> Manifest:
                 label=str(c.get("label") or c["name"]),
                 rules=[str(r) for r in c.get("rules", [])],
                 hint=str(c.get("hint", "")),
+                min_score=float(c.get("min_score", 0.0)),
             )
             for c in data["classes"]
         ]
         source = dict(data["source"])
         if source.get("kind") not in ("package", "user"):
             raise ManifestError(f"{path}: source.kind must be 'package' or 'user'")
+        precisions = [str(p) for p in data.get("precisions", ["fp32"])]
+        if "fp32" not in precisions or not set(precisions) <= set(PRECISIONS):
+            raise ManifestError(
+                f"{path}: precisions must include fp32 and be among {list(PRECISIONS)}"
+            )
         return Manifest(
             name=str(data["name"]),
             description=str(data.get("description", "")),
@@ -92,6 +105,7 @@ def parse_manifest(path: Path) -> Manifest:
             dynamic_batch=bool(data.get("dynamic_batch", False)),
             source=source,
             path=path,
+            precisions=precisions if source["kind"] == "package" else ["fp32"],
         )
     except KeyError as exc:
         raise ManifestError(f"{path}: missing field {exc.args[0]!r}") from None
@@ -126,13 +140,19 @@ def write_lock(cache: Path, lock: dict[str, dict[str, Any]]) -> None:
     tmp.replace(cache / LOCK_NAME)
 
 
-def model_file(cache: Path, manifest: Manifest, size: int) -> Path:
-    return (cache / USER_DIR if manifest.user else cache) / manifest.onnx_name(size)
+def model_file(cache: Path, manifest: Manifest, size: int, precision: str = "fp32") -> Path:
+    return (cache / USER_DIR if manifest.user else cache) / manifest.onnx_name(size, precision)
 
 
-def status(cache: Path, manifest: Manifest, size: int, lock: dict[str, Any] | None = None) -> str:
+def status(
+    cache: Path,
+    manifest: Manifest,
+    size: int,
+    lock: dict[str, Any] | None = None,
+    precision: str = "fp32",
+) -> str:
     """'ok', 'missing' or 'checksum mismatch' for one exported file."""
-    path = model_file(cache, manifest, size)
+    path = model_file(cache, manifest, size, precision)
     entry = (lock if lock is not None else read_lock(cache)).get(str(path.relative_to(cache)))
     if not path.exists() or entry is None:
         return "missing"
@@ -141,15 +161,21 @@ def status(cache: Path, manifest: Manifest, size: int, lock: dict[str, Any] | No
     return "ok"
 
 
-def verified_path(cache: Path, manifest: Manifest, size: int) -> Path:
+def verified_path(cache: Path, manifest: Manifest, size: int, precision: str = "fp32") -> Path:
     """The ONNX file if built and intact; otherwise a clear error naming ``make models``."""
-    st = status(cache, manifest, size)
+    st = status(cache, manifest, size, precision=precision)
     if st != "ok":
         raise ModelMissing(
-            f"model {manifest.name} ({manifest.onnx_name(size)}) is {st} in {cache}: "
+            f"model {manifest.name} ({manifest.onnx_name(size, precision)}) is {st} in {cache}: "
             "run `make models` (or `vms models build`)"
         )
-    return model_file(cache, manifest, size)
+    return model_file(cache, manifest, size, precision)
+
+
+def built_precisions(cache: Path, manifest: Manifest, size: int) -> list[str]:
+    """The precisions of ``manifest`` at ``size`` that are built and intact."""
+    lock = read_lock(cache)
+    return [p for p in manifest.precisions if status(cache, manifest, size, lock, p) == "ok"]
 
 
 def provider_of(label: str, manifests: list[Manifest]) -> Manifest | None:

@@ -29,11 +29,13 @@ from vms.config import Settings
 from vms.logging import get_logger
 from vms.media.frames import AccessUnit, Gap
 
+from .catalog import REPORT_REASON
 from .config import AnalysisConfig
 from .detector import choose_providers
 from .engine import ActiveAlarm, CameraEngine, ConfigRejected, Fired
 from .events import AlarmEvent, AlarmStatus
-from .manifest import all_manifests, provider_of, verified_path
+from .manifest import all_manifests, built_precisions, provider_of, verified_path
+from .providers import precision_for
 from .ring import DEFAULT_SLOT_BYTES, FrameRing
 from .rules import FrameView
 from .snapshot import pictures
@@ -138,7 +140,7 @@ class AnalyzerPool:
             args = (i, inq, self._out, ring.name, ring.slots, ring.slot_bytes, self.providers)
             proc = ctx.Process(
                 target=worker_main,
-                args=(*args, self.cfg.threads),
+                args=(*args, self.cfg.threads, self.cfg.device_id),
                 name=f"analyzer-{i}",
                 daemon=True,
             )
@@ -208,7 +210,12 @@ class AnalyzerPool:
                     f"`vms models add FILE.onnx --name NAME --classes ... --labels {label}`"
                 )
             size = 0 if m.user else config.input_size
-            path = verified_path(self.models_dir, m, size)
+            built = built_precisions(self.models_dir, m, size) or ["fp32"]
+            try:
+                precision = precision_for(self.providers, self.cfg.precision, built)
+            except ValueError as exc:
+                raise ConfigRejected(f"model {m.name}: {exc}") from None
+            path = verified_path(self.models_dir, m, size, precision)
             specs[m.name] = ModelSpec(m.name, str(path), m.class_map(), size or 640)
         return list(specs.values())
 
@@ -230,6 +237,7 @@ class AnalyzerPool:
             models=models,
             gate=config.motion_gate.enabled,
             gate_threshold=config.motion_gate.threshold,
+            detect=config.detect.options(),
         )
         await asyncio.to_thread(self._inqs[worker].put, ("config", channel_id, spec), True, 10)
         cam = _Camera(channel_id, profile, config, engine, worker)
@@ -425,6 +433,7 @@ class AnalyzerPool:
             detail={
                 "rule_name": f.key,
                 "note": f.outcome.note,
+                **({"reason": REPORT_REASON[f.rule]} if f.rule in REPORT_REASON else {}),
                 "stream_t": round(f.transition.at, 3),
                 "device_code": self.cfg.device_code,
                 "boxes": [

@@ -1,13 +1,17 @@
 """Analyzer worker process: decode (PyAV) → sample → motion gate → batched inference (ORT).
 
 Runs in its own process (spawned), so decoding and inference never touch the event loop.
-Per camera it keeps only the newest sampled frame waiting for inference: when inference
-falls behind, older frames are dropped (counted as stale), never queued.
+Inside it, decoding runs on its own thread and inference on the main one (both release the
+GIL), so a GPU is fed while the next frames decode.  Per camera it keeps only the newest sampled
+frame waiting for inference: when inference falls behind, older frames are dropped (counted as
+stale), never queued.  One inference pass takes every waiting camera's crops, whole frames and
+person windows alike, into one batch per model.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +21,12 @@ import av
 import cv2
 import numpy as np
 
+from .camera_detector import CameraDetector, DetectOptions, ModelRef
 from .detector import ClassMap, Detection, OrtDetector
 from .ring import FrameRing
 
 THUMB = (64, 36)
 FFMPEG_DECODER = {"h264": "h264", "h265": "hevc"}  # AccessUnit.codec → FFmpeg decoder name
-DRAIN_MAX = 256  # messages handled between two inference passes
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,17 @@ class CameraSpec:
     models: list[ModelSpec]
     gate: bool = False
     gate_threshold: float = 2.0
+    detect: DetectOptions = DetectOptions()
+
+    def camera_detector(self) -> CameraDetector:
+        refs = [ModelRef(m.path, m.size, frozenset(m.classes.labels)) for m in self.models]
+        return CameraDetector(refs, self.detect)
 
 
 @dataclass
 class _Camera:
     spec: CameraSpec
+    detector: CameraDetector
     codec: str = ""
     decoder: Any = None
     next_due: float = -1.0
@@ -54,21 +64,37 @@ class _Camera:
     pending: tuple[np.ndarray, int, float] | None = None  # frame, pts, wallclock
     stale: int = 0
     errors: int = 0
+    reset_detector: bool = False  # a gap: the inference thread resets motion and tracks
+
+
+DETECT_FLOOR = 0.2  # detector score cut: the tracker continues people on weak evidence
 
 
 class Worker:
-    def __init__(self, out: Any, ring: FrameRing, providers: list[str], threads: int) -> None:
+    def __init__(
+        self, out: Any, ring: FrameRing, providers: list[str], threads: int, device_id: int = 0
+    ) -> None:
         self.out = out
         self.ring = ring
         self.providers = providers
         self.threads = threads
+        self.device_id = device_id
         self.cams: dict[str, _Camera] = {}
         self.detectors: dict[str, OrtDetector] = {}
+        self.lock = threading.Lock()  # cams and their pending frames: decode vs infer thread
+        self.waiting = threading.Event()  # a frame is pending
 
     def detector(self, m: ModelSpec) -> OrtDetector:
         if m.path not in self.detectors:
             self.detectors[m.path] = OrtDetector(
-                m.name, Path(m.path), m.classes, self.providers, self.threads, size=m.size
+                m.name,
+                Path(m.path),
+                m.classes,
+                self.providers,
+                self.threads,
+                conf=DETECT_FLOOR,
+                size=m.size,
+                device_id=self.device_id,
             )
         return self.detectors[m.path]
 
@@ -78,24 +104,29 @@ class Worker:
             return False
         if kind == "config":
             _, cid, spec = msg
-            cam = self.cams.get(cid)
-            if cam is None:
-                self.cams[cid] = _Camera(spec)
-            else:
-                cam.spec, cam.next_due, cam.thumb = spec, -1.0, None
-            for m in spec.models:
+            for m in spec.models:  # sessions load outside the lock: inference goes on meanwhile
                 try:
                     self.detector(m)
                 except Exception as exc:  # noqa: BLE001 - report, keep serving other cameras
                     self.out.put(("error", cid, f"model {m.name}: {exc}"))
+            with self.lock:
+                cam = self.cams.get(cid)
+                if cam is None:
+                    self.cams[cid] = _Camera(spec, spec.camera_detector())
+                else:
+                    cam.spec, cam.next_due, cam.thumb = spec, -1.0, None
+                    cam.detector = spec.camera_detector()
         elif kind == "drop":
-            self.cams.pop(msg[1], None)
+            with self.lock:
+                self.cams.pop(msg[1], None)
         elif kind == "au":
             self.decode(*msg[1:])
         elif kind == "reset":  # a gap in the stream: start again at the next keyframe
-            cam = self.cams.get(msg[1])
-            if cam is not None:
-                cam.decoder, cam.next_due, cam.thumb = None, -1.0, None
+            with self.lock:
+                cam = self.cams.get(msg[1])
+                if cam is not None:
+                    cam.decoder, cam.next_due, cam.thumb = None, -1.0, None
+                    cam.reset_detector = True
         return True
 
     def decode(self, cid: str, pts: int, keyframe: bool, data: bytes, codec: str, wall: float):
@@ -126,20 +157,33 @@ class Worker:
                     continue
                 behind = cam.next_due < 0 or t - cam.next_due > period
                 cam.next_due = t + period if behind else cam.next_due + period
-            if cam.pending is not None:
-                cam.stale += 1
-            cam.pending = (frame.to_ndarray(format="bgr24"), pts, wall)
+            image = frame.to_ndarray(format="bgr24")
+            with self.lock:
+                if cam.pending is not None:
+                    cam.stale += 1
+                cam.pending = (image, pts, wall)
+            self.waiting.set()
 
     def infer(self) -> None:
         """One pass over every camera with a waiting frame; one batch per model."""
-        ready = [(cid, cam) for cid, cam in self.cams.items() if cam.pending is not None]
+        with self.lock:
+            self.waiting.clear()
+            ready = []
+            for cid, cam in self.cams.items():
+                if cam.pending is not None:
+                    if cam.reset_detector:
+                        cam.detector.reset()
+                        cam.reset_detector = False
+                    # the detector as of now: a new config may replace it while we infer
+                    ready.append((cid, cam, cam.pending, cam.stale, cam.detector))
+                    cam.pending, cam.stale = None, 0
         if not ready:
             return
-        jobs: dict[str, list[tuple[str, np.ndarray]]] = {}
+        jobs: dict[str, list[tuple[str, int, np.ndarray]]] = {}  # model → (camera, job, crop)
+        planned: dict[str, int] = {}
         results: dict[str, list[Detection]] = {}
         gated: set[str] = set()
-        for cid, cam in ready:
-            img = cam.pending[0]  # type: ignore[index]
+        for cid, cam, (img, _, _), _, detector in ready:
             if cam.spec.gate:
                 thumb = cv2.cvtColor(cv2.resize(img, THUMB), cv2.COLOR_BGR2GRAY).astype(np.int16)
                 moved = cam.thumb is None or float(np.abs(thumb - cam.thumb).mean()) >= (
@@ -150,20 +194,25 @@ class Worker:
                     results[cid] = list(cam.last_dets)
                     continue
                 cam.thumb = thumb
-            results[cid] = []
-            for m in cam.spec.models:
-                jobs.setdefault(m.path, []).append((cid, img))
+            crops = detector.plan(img)
+            planned[cid] = len(crops)
+            for j, (key, crop) in enumerate(crops):
+                jobs.setdefault(key, []).append((cid, j, crop))
         t0 = time.perf_counter()
-        specs = {m.path: m for _, cam in ready for m in cam.spec.models}
+        per_job: dict[str, list[list[Detection]]] = {
+            c: [[] for _ in range(n)] for c, n in planned.items()
+        }
         for path, items in jobs.items():
-            det = self.detector(specs[path])
-            per_frame = det.detect([img for _, img in items])
-            for (cid, _), dets in zip(items, per_frame, strict=True):
-                results[cid].extend(dets)
+            det = self.detectors.get(path)
+            if det is None:  # did not load: reported when the camera was configured
+                continue
+            for (cid, j, _), dets in zip(items, det.detect([c for _, _, c in items]), strict=True):
+                per_job[cid][j] = dets
+        for cid, _, _, _, detector in ready:
+            if cid in planned:
+                results[cid] = detector.finish(per_job[cid])
         infer_ms = (time.perf_counter() - t0) * 1000 / max(1, len(ready) - len(gated))
-        for cid, cam in ready:
-            img, pts, wall = cam.pending  # type: ignore[misc]
-            cam.pending = None
+        for cid, cam, (img, pts, wall), stale, _ in ready:
             cam.last_dets = results[cid]
             slot, seq = self.ring.write(img)
             self.out.put(
@@ -176,11 +225,10 @@ class Worker:
                     wall,
                     results[cid],
                     cid in gated,
-                    cam.stale,
+                    stale,
                     infer_ms,
                 )
             )
-            cam.stale = 0
 
 
 def worker_main(
@@ -192,32 +240,47 @@ def worker_main(
     slot_bytes: int,
     providers: list[str],
     threads: int,
+    device_id: int = 0,
 ) -> None:
     cv2.setNumThreads(1)  # one core per worker: no hidden thread pools competing with ORT
     # spawned children share the parent's resource tracker: the parent unlinks the segment
     ring = FrameRing(ring_name, slots, slot_bytes)
-    worker = Worker(out, ring, providers, threads)
+    worker = Worker(out, ring, providers, threads, device_id)
+    stopping = threading.Event()
+    decoder = threading.Thread(
+        target=_decode_loop, args=(worker, inq, stopping), name="decode", daemon=True
+    )
+    decoder.start()
     out.put(("ready", index, providers))
-    running = True
-    while running:
-        try:
-            msgs = [inq.get(timeout=0.5)]
-        except queue.Empty:
+    while not stopping.is_set():
+        if not worker.waiting.wait(0.5):
             continue
-        while len(msgs) < DRAIN_MAX:
-            try:
-                msgs.append(inq.get_nowait())
-            except queue.Empty:
-                break
-        for msg in msgs:
-            if not worker.handle(msg):
-                running = False
-                break
-        if running:
-            try:
-                worker.infer()
-            except Exception as exc:  # noqa: BLE001 - one bad frame must not kill the worker
+        try:
+            worker.infer()
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not kill the worker
+            with worker.lock:
                 for cam in worker.cams.values():
                     cam.pending = None
-                out.put(("error", "", f"inference: {exc!r}"))
+            out.put(("error", "", f"inference: {exc!r}"))
+    decoder.join(5)
     ring.close()
+
+
+def _decode_loop(worker: Worker, inq: Any, stopping: threading.Event) -> None:
+    """Thread: messages from the pool (configs, access units) → decoded frames for inference."""
+    try:
+        while True:
+            try:
+                msg = inq.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            except (OSError, ValueError, EOFError):
+                return
+            try:
+                if not worker.handle(msg):
+                    return
+            except Exception as exc:  # noqa: BLE001 - keep decoding the other cameras
+                worker.out.put(("error", str(msg[1]) if len(msg) > 1 else "", f"decode: {exc!r}"))
+    finally:
+        stopping.set()
+        worker.waiting.set()

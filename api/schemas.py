@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from analyzers.config import AnalysisConfig
 from sip import ids
 from storage.models import DeviceStatus, OrgKind, Role
 from vms.recording.schedule import ScheduleList, ScheduleWindow
@@ -114,7 +115,8 @@ class ChannelPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
     name: str | None = Field(None, max_length=200)
     record_enabled: bool | None = None
-    analysis: dict | None = None
+    # validated like PUT /api/analyzers/channels/{id}; null → analysis off
+    analysis: AnalysisConfig | None = None
     record_schedule: ScheduleList | None = None  # [] or null → record around the clock
 
     @field_validator("record_schedule", mode="after")

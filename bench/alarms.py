@@ -29,13 +29,14 @@ from api.orgs import create_org  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.models import Alarm, Channel, Device, OrgKind, Profile  # noqa: E402
 from storage.objects import LocalObjectStore, ObjectStore, S3ObjectStore  # noqa: E402
+from tests import testdata  # noqa: E402
 from tests.s3server import S3Server  # noqa: E402
 from vms.alarm_component import AlarmComponent  # noqa: E402
 from vms.config import load_settings  # noqa: E402
 from vms.services import Services  # noqa: E402
 from vms.uplink.receiver import free_port  # noqa: E402
 
-IMAGE = (REPO.parent / "shared" / "data" / "vision" / "bus.jpg").read_bytes()
+IMAGE = (testdata.build() / "vision" / "bus.jpg").read_bytes()
 CAMERAS = 8
 
 

@@ -1,4 +1,4 @@
-"""Analyzer pipeline throughput vs bare onnxruntime, person model at 640 and 320 px.
+"""Analyzer pipeline throughput vs bare onnxruntime, person model at 640 and 320 px, fp32 and int8.
 
 Pipeline = the real AnalyzerPool: H.264 access units through the media hub's Subscription →
 worker process (PyAV decode, letterbox, ORT inference, NMS) → shared-memory ring → rules on the
@@ -7,7 +7,12 @@ process with the same thread count.  One worker, one ORT thread.  Figures are fr
 CPU-second (worker + event loop for the pipeline, this process for bare), so they stay
 comparable on a shared, loaded machine; wall-clock fps is printed too.
 
-    .venv/bin/python bench/analyzers.py [--quick] [--sizes 320 640] [--providers NAME ...]
+    .venv/bin/python bench/analyzers.py [--quick] [--sizes 320 640] [--precisions fp32 int8]
+        [--providers NAME ...] [--threads 1 2]
+
+Cameras per core at 1 keyframe / 2 s = 2 s × pipeline frames per CPU-second.  ``--threads``
+also times bare inference with more intra-op threads (frames per wall- and per CPU-second),
+which is how the thread default was chosen.
 
 Needs ``make models``.  Every frame of the clip is a keyframe so that each access unit is one
 analysed frame; units are fed one at a time (the next once the last is analysed): none dropped.
@@ -76,24 +81,29 @@ def clip(n: int) -> tuple[list[AccessUnit], list]:
     return units, decoded
 
 
-def bare(size: int, frames: list, providers: list[str]) -> tuple[float, float]:
-    """(session.run, letterbox+run+NMS) frames per CPU-second on the decoded frames."""
+def bare(
+    size: int, frames: list, providers: list[str], precision: str, threads: int = 1
+) -> tuple[float, float, float]:
+    """(session.run, letterbox+run+NMS) frames per CPU-second, session.run per wall-second."""
     m = {m.name: m for m in all_manifests(MODELS)}["person"]
-    path = verified_path(MODELS, m, size)
-    det = OrtDetector("person", path, m.class_map(), providers, 1, size=size)
-    blobs = [to_blob([letterbox(f, size)[0]]) for f in frames]
+    path = verified_path(MODELS, m, size, precision)
+    det = OrtDetector("person", path, m.class_map(), providers, threads, size=size)
+    blobs = [to_blob([letterbox(f, size, det.rect)[0]]) for f in frames]
     det.infer_blob(blobs[0])  # warm-up
-    t0 = time.process_time()
+    t0, w0 = time.process_time(), time.perf_counter()
     for b in blobs:
         det.infer_blob(b)
     run_fps = len(blobs) / (time.process_time() - t0)
+    wall_fps = len(blobs) / (time.perf_counter() - w0)
     t0 = time.process_time()
     for f in frames:
         det.detect([f])
-    return run_fps, len(frames) / (time.process_time() - t0)
+    return run_fps, len(frames) / (time.process_time() - t0), wall_fps
 
 
-async def pipeline(size: int, units: list[AccessUnit], providers: list[str]) -> tuple[float, ...]:
+async def pipeline(
+    size: int, units: list[AccessUnit], providers: list[str], precision: str
+) -> tuple[float, ...]:
     """(wall frames/s, frames per CPU-second of worker + loop, worker ms/frame, loop ms/frame).
 
     The loop's CPU includes this benchmark's own feeding and polling, so it is an upper bound.
@@ -101,7 +111,13 @@ async def pipeline(size: int, units: list[AccessUnit], providers: list[str]) -> 
     data = Path(tempfile.mkdtemp(prefix="vms-bench-"))
     settings = load_settings(
         server={"data_dir": data},
-        analyzers={"models_dir": str(MODELS), "workers": 1, "threads": 1, "providers": providers},
+        analyzers={
+            "models_dir": str(MODELS),
+            "workers": 1,
+            "threads": 1,
+            "providers": providers,
+            "precision": precision,
+        },
     )
     services = Services(settings, None, None)  # type: ignore[arg-type]
     hub = StreamHub(services)
@@ -151,26 +167,41 @@ async def pipeline(size: int, units: list[AccessUnit], providers: list[str]) -> 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="fewer frames (< 60 s)")
+    p.add_argument("--quick", action="store_true", help="fewer frames (< 90 s)")
     p.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
     p.add_argument("--providers", nargs="*", default=["CPUExecutionProvider"])
+    p.add_argument("--threads", type=int, nargs="*", default=[], help="also time bare ORT with N")
     a = p.parse_args()
     setup_logging("warning")
-    n = {320: 24, 640: 10} if a.quick else {320: 120, 640: 40}
+    n = {320: 24, 640: 12} if a.quick else {320: 120, 640: 40}
     print(f"person model, 768x576 H.264 (vtest.avi), providers {a.providers}, 1 worker, 1 thread")
-    print("frames per CPU-second; 'wall' = pipeline frames per second of wall time")
-    print(f"{'size':>5} {'frames':>6} {'bare run':>9} {'bare det':>9} {'pipeline':>9} "
-          f"{'wall':>9} {'ratio':>6} {'overhead':>8}  worker/loop ms per frame")  # fmt: skip
+    print("frames per CPU-second; 'wall' = pipeline frames per second of wall time;")
+    print("cams/core = cameras one core serves at 1 keyframe / 2 s (2 s x pipeline frames/CPU-s)")
+    head = f"{'size':>5} {'prec':>5} {'frames':>6} {'bare run':>9} {'bare det':>9} {'pipeline':>9}"
+    print(f"{head} {'wall':>9} {'ratio':>6} {'overhead':>8} {'cams/core':>9}  worker/loop ms/frame")
+    base: dict[int, float] = {}
     for size in a.sizes:
         units, frames = clip(n.get(size, 20))
-        run_fps, det_fps = bare(size, frames, a.providers)
-        wall_fps, per_cpu, w_ms, m_ms = asyncio.run(pipeline(size, units, a.providers))
-        ratio = per_cpu / run_fps
-        print(
-            f"{size:>5} {len(frames):>6} {run_fps:>8.1f}/s {det_fps:>8.1f}/s {per_cpu:>8.1f}/s "
-            f"{wall_fps:>8.1f}/s {ratio:>6.2f} {1 - ratio:>8.1%}  {w_ms:.1f} / {m_ms:.1f}"
-            f" (bare {1000 / run_fps:.1f})"
-        )
+        for precision in a.precisions:
+            run_fps, det_fps, _ = bare(size, frames, a.providers, precision)
+            wall_fps, per_cpu, w_ms, m_ms = asyncio.run(
+                pipeline(size, units, a.providers, precision)
+            )
+            base.setdefault(size, run_fps)
+            ratio = per_cpu / run_fps
+            print(
+                f"{size:>5} {precision:>5} {len(frames):>6} {run_fps:>8.1f}/s {det_fps:>8.1f}/s "
+                f"{per_cpu:>8.1f}/s {wall_fps:>8.1f}/s {ratio:>6.2f} {1 - ratio:>8.1%} "
+                f"{2 * per_cpu:>9.1f}  {w_ms:.1f} / {m_ms:.1f} (bare {1000 / run_fps:.1f}; "
+                f"{run_fps / base[size]:.2f}x the {a.precisions[0]} bare run)"
+            )
+        for threads in a.threads:
+            run_fps, _, wall = bare(size, frames, a.providers, a.precisions[-1], threads)
+            print(
+                f"{size:>5} {a.precisions[-1]:>5} bare, {threads} intra-op threads: "
+                f"{run_fps:.1f} frames per CPU-second, {wall:.1f} per wall-second"
+            )
     print("ratio = pipeline / bare session.run, same frames, same run (goal: overhead < 15%)")
     return 0
 

@@ -16,17 +16,18 @@ from storage.db import Database
 from storage.models import Channel, Device, OrgKind
 from vms.config import Settings, load_settings
 
-VISION = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "vision"
+from .testdata import vision
+
 ENTERPRISE_CODE = "370102001"
 STATION_CODE = "370102002"
 
 
 def bus_jpeg() -> bytes:
-    return (VISION / "bus.jpg").read_bytes()
+    return (vision() / "bus.jpg").read_bytes()
 
 
 def small_jpeg(width: int = 160) -> bytes:
-    img = cv2.imread(str(VISION / "bus.jpg"))
+    img = cv2.imread(str(vision() / "bus.jpg"))
     h = int(img.shape[0] * width / img.shape[1])
     ok, buf = cv2.imencode(".jpg", cv2.resize(img, (width, h)), [cv2.IMWRITE_JPEG_QUALITY, 80])
     assert ok

@@ -13,20 +13,23 @@ import pytest
 from analyzers.manifest import all_manifests, status
 from vms.media.frames import AccessUnit
 
+from .testdata import vision
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "var" / "models"
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-VISION = REPO.parent / "shared" / "data" / "vision"
+VISION = vision()
 COFFEE = VISION / "coffee.png"
 CHANNEL = "37010000001320000001"
 FULL_FRAME = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
 
-def require_model(name: str, size: int) -> None:
+def require_model(name: str, size: int, precision: str = "fp32") -> None:
     m = {m.name: m for m in all_manifests(MODELS)}[name]
-    st = status(MODELS, m, size)
+    st = status(MODELS, m, size, precision=precision)
     if st != "ok":
-        pytest.fail(f"model {name}-{size} is {st} in {MODELS}: run `make models` first")
+        shown = m.onnx_name(size, precision)
+        pytest.fail(f"model {shown} is {st} in {MODELS}: run `make models` first")
 
 
 def pedestrian_clip(

@@ -183,3 +183,43 @@ async def test_other_organisations_cannot_see_or_change_a_camera(node: Node) -> 
     assert r.status_code == 404
     assert (await node.client.get(url)).status_code == 401
     assert (await node.client.get(url, headers=node.auth("admin"))).status_code == 200
+
+
+async def test_channel_patch_validates_analysis_like_the_analyzer_put(node: Node) -> None:
+    """PATCH /api/devices/{id}/channels/{id} with ``analysis``: the same checks as the PUT."""
+    cam, station = node.site.cameras[0], node.site.station_cameras[0]
+
+    def device_of(channel_id: str) -> str:
+        with node.services.db.session() as s:
+            return s.query(Channel).filter_by(channel_id=channel_id).one().device.device_id
+
+    url = f"/api/devices/{device_of(cam)}/channels/{cam}"
+    bad_zone = {"analysis": {**INTRUSION, "zones": {"yard": [[0, 0], [1, 1]]}}}
+    r = await node.client.patch(url, json=bad_zone, headers=node.auth("ent"))
+    assert r.status_code == 422 and "at least 3 points" in r.text
+    typo = {"analysis": {**INTRUSION, "input_sise": 640}}
+    assert (await node.client.patch(url, json=typo, headers=node.auth("ent"))).status_code == 422
+    station_url = f"/api/devices/{device_of(station)}/channels/{station}"
+    r = await node.client.patch(
+        station_url, json={"analysis": INTRUSION}, headers=node.auth("station")
+    )
+    assert r.status_code == 422 and "no alarm code in the gas_station table" in r.text
+    phone = {"analysis": {"enabled": True, "rules": [{"type": "phone"}]}}
+    r = await node.client.patch(url, json=phone, headers=node.auth("ent"))
+    assert r.status_code == 422 and "vms models add" in r.text
+    got = (await node.client.get(f"/api/analyzers/channels/{cam}", headers=node.auth("ent"))).json()
+    assert got["config"] == {} and not got["running"]  # nothing stored by the refusals
+    sleeping = {
+        "enabled": True,
+        "input_size": 320,
+        "zones": {"post": FULL_FRAME},
+        "rules": [{"type": "sleeping", "zones": ["post"]}],
+    }
+    r = await node.client.patch(url, json={"analysis": sleeping}, headers=node.auth("ent"))
+    assert r.status_code == 200, r.text
+    stored = r.json()["analysis"]
+    assert stored["rules"][0]["confirm_s"] == 120 and stored["detect"]["track"] is True
+    assert cam in node.services.analyzers.stats()  # applied at once, like the PUT
+    r = await node.client.patch(url, json={"analysis": None}, headers=node.auth("ent"))
+    assert r.status_code == 200 and r.json()["analysis"]["enabled"] is False
+    assert cam not in node.services.analyzers.stats()

@@ -30,9 +30,11 @@ from analyzers.manifest import (
 from analyzers.ring import FrameRing
 from vms.cli import main as vms_main
 
+from .testdata import vision
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "var" / "models"
-VISION = REPO.parent / "shared" / "data" / "vision"
+VISION = vision()
 
 
 @pytest.fixture(scope="module")

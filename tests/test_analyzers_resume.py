@@ -31,10 +31,11 @@ from vms.config import load_settings
 from vms.media.hub import StreamHub
 from vms.services import Services
 
-from .alarms_support import VISION, Site, seed_site, wait_until
+from .alarms_support import Site, seed_site, wait_until
 from .analyzers_support import FULL_FRAME, MODELS, require_model
+from .testdata import vision
 
-FRAME = cv2.imread(str(VISION / "bus.jpg"))
+FRAME = cv2.imread(str(vision() / "bus.jpg"))
 PERSON = Detection("person", "Normal", 0.9, (0.4, 0.3, 0.5, 0.8), "person")
 
 

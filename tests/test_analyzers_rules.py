@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from analyzers.catalog import ENTERPRISE_TABLE, GAS_STATION_TABLE, UnknownAlarm, alarm_type
+from analyzers.catalog import (
+    ENTERPRISE_TABLE,
+    GAS_STATION_TABLE,
+    REPORT_REASON,
+    UnknownAlarm,
+    alarm_type,
+)
 from analyzers.config import AnalysisConfig, TimeWindow
 from analyzers.detector import Detection
 from analyzers.engine import CameraEngine, ConfigRejected
@@ -207,16 +213,20 @@ def test_time_window_wraps_midnight() -> None:
     assert not w.contains(datetime(2026, 11, 23, 12, 0))
 
 
-def test_sleeping_needs_explicit_code_and_fires_on_lying_or_still() -> None:
-    with pytest.raises(ValidationError, match="no code in the alarm tables"):
-        AnalysisConfig.model_validate({"rules": [{"type": "sleeping"}]})
-    rule = [{"type": "sleeping", "alarm_type": "99", "confirm_s": 20, "clear_s": 2}]
+def test_sleeping_is_reported_as_off_duty_with_its_reason_and_fires_on_lying_or_still() -> None:
+    """睡岗 has no code of its own: the profile's off-duty code (5 / gas station 3)."""
+    rule = [{"type": "sleeping", "confirm_s": 20, "clear_s": 2}]
     lying = run(engine(rule), every(1, 0, 25, [person(0.5, 0.5, hint="lying")]))
-    assert [(t, s, c) for t, s, c, _ in lying] == [(20, 1, "99")]
+    assert [(t, s, c) for t, s, c, _ in lying] == [(20, 1, "5")]
+    station = run(engine(rule, "gas_station"), every(1, 0, 25, [person(0.5, 0.5, hint="lying")]))
+    assert [(t, s, c) for t, s, c, _ in station] == [(20, 1, "3")]
+    assert "睡岗" in REPORT_REASON["sleeping"] and "off duty" in REPORT_REASON["sleeping"]
     still = run(engine(rule), every(1, 0, 40, [person(0.5, 0.5)]))
     assert [(t, s) for t, s, _, _ in still] == [(30, 1)]  # 10 s to call it still + 20 s
     walking = [(t, [person(0.1 + 0.01 * t, 0.5)]) for t in range(60)]
     assert run(engine(rule), walking) == []
+    with pytest.raises(ConfigRejected, match="not the enterprise code"):
+        engine([{"type": "sleeping", "alarm_type": "99"}])  # an invented code is refused
 
 
 def test_extinguisher_missing_by_reference_picture() -> None:
@@ -303,3 +313,26 @@ def test_alarm_pictures_stay_under_4_mb() -> None:
     drawn, raw = pictures(noise, [person(0.3, 0.4)], cfg, "intrusion [4] ALARM")
     for jpeg in (drawn, raw):
         assert jpeg[:2] == b"\xff\xd8" and len(jpeg) <= MAX_IMAGE_BYTES
+
+
+async def test_sleeping_alarm_record_carries_the_reason(tmp_path) -> None:
+    from analyzers.pool import AnalyzerPool, _Camera
+    from vms.config import load_settings
+
+    got = []
+
+    async def emit(event) -> None:
+        got.append(event)
+
+    settings = load_settings(server={"data_dir": tmp_path})
+    pool = AnalyzerPool(settings, media=None, emit=emit, models_dir=tmp_path)
+    rule = [{"type": "sleeping", "confirm_s": 2, "clear_s": 2}]
+    eng = engine(rule, "gas_station")
+    cam = _Camera("37010200101320000001", "gas_station", eng.config, eng, 0)
+    for t in range(4):
+        frame = FrameView(t, MONDAY_NOON, [person(0.5, 0.5, hint="lying")])
+        for f in eng.process(frame):
+            await pool._emit(cam, f, None, 1.7e9 + t)
+    (event,) = got
+    assert event.alarm_type == "3" and event.rule == "sleeping"
+    assert "睡岗" in event.detail["reason"] and "sleeping on post" in event.detail["note"]

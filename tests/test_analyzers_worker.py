@@ -26,9 +26,9 @@ class Out(list):
 
 @pytest.fixture
 def worker():
-    require_model("person", 320)
+    require_model("person", 640, "int8")  # the serving default on CPU
     m = {m.name: m for m in all_manifests(MODELS)}["person"]
-    spec = ModelSpec("person", str(verified_path(MODELS, m, 320)), m.class_map(), 320)
+    spec = ModelSpec("person", str(verified_path(MODELS, m, 640, "int8")), m.class_map(), 640)
     ring = FrameRing(None, 8, create=True)
     out = Out()
     w = Worker(out, ring, ["CPUExecutionProvider"], 1)

@@ -1,7 +1,7 @@
 """睡岗 sleeping on post: a person the model marks as lying, or one that has not moved.
 
-Neither code table has this behaviour (spec/alarms.md §5.1), so the rule only runs with an
-explicit ``alarm_type`` in its config.
+Neither code table has this behaviour (spec/alarms.md §5.1): it goes out under the profile's
+off-duty code (5 / gas station 3) with the reason in the record (``analyzers.catalog``).
 """
 
 from __future__ import annotations
@@ -31,4 +31,4 @@ class Sleeping(Rule):
             )
             if t.det.hint == "lying" or still:
                 hits.append(t.det)
-        return Outcome(bool(hits), hits, f"{len(hits)} lying or still")
+        return Outcome(bool(hits), hits, f"sleeping on post: {len(hits)} lying or still")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from anyio import from_thread
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from analyzers.config import AnalysisConfig
+from analyzers.engine import ConfigRejected, check_config
+from analyzers.manifest import ManifestError, ModelMissing
 from storage.models import Alarm, Channel, Device, Organisation
+from vms.analyzer_component import profile_of
 
 from ..deps import (
     ADMIN,
@@ -149,12 +154,43 @@ def patch_channel(
     if channel is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"channel {channel_id} not found")
     changes = body.model_dump(exclude_unset=True)
+    analysis: AnalysisConfig | None = None
+    profile = profile_of(device.org.kind if device.org is not None else None)
+    if "analysis" in changes:
+        analysis = body.analysis or AnalysisConfig()
+        rejected = analysis_rejected(services, profile, analysis)
+        if rejected is not None:
+            return rejected  # type: ignore[return-value]
+        changes["analysis"] = analysis.model_dump(mode="json")
     for name, value in changes.items():
         setattr(channel, name, value)
     session.commit()  # before the event: listeners (the recorder) re-read the channel
+    if analysis is not None and services.analyzers is not None:
+        from_thread.run(services.analyzers.configure, channel_id, profile, analysis)
     from_thread.run_sync(
         lambda: services.events.publish(
             "channel.updated", device_id=device_id, channel_id=channel_id, fields=sorted(changes)
         )
     )
     return channel
+
+
+def analysis_rejected(
+    services: ServicesDep, profile: str, config: AnalysisConfig
+) -> JSONResponse | None:
+    """A 422 like the analyzer PUT's when the config cannot run on this camera, else None:
+    a rule without a code in the camera's profile, or a model that is not built."""
+    try:
+        check_config(profile, config)
+        pool = services.analyzers
+        if pool is not None and config.enabled:
+            pool.model_specs(config)
+    except (ConfigRejected, ModelMissing, ManifestError) as exc:
+        return JSONResponse(
+            {
+                "detail": "invalid analysis config",
+                "errors": [{"field": "analysis", "error": str(exc)}],
+            },
+            status_code=422,
+        )
+    return None
