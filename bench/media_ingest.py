@@ -11,6 +11,7 @@ the same packets (a uvloop protocol that only counts) measured in the same run.
 
     .venv/bin/python bench/media_ingest.py            # 60 s window per step
     .venv/bin/python bench/media_ingest.py --quick    # 10 s window, fewer steps
+    .venv/bin/python bench/media_ingest.py --quick --audio pcma   # with G.711A in the PS
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ DEVICE_BASE = 34020000001110000000
 # --- the clip ------------------------------------------------------------------------
 
 
-def encode_clip(workdir: Path) -> list[tuple[int, bytes]]:
-    """(pts, PS bytes) per frame of an 8 s 1080p ~4 Mbit/s H.264 clip, NVR-style PS."""
-    from simdevice.ps_mux import mux_frame
+def encode_clip(workdir: Path, audio: str = "") -> list[tuple[int, bytes]]:
+    """(pts, PS bytes) per frame of an 8 s 1080p ~4 Mbit/s H.264 clip, NVR-style PS; with
+    ``audio`` (pcma, pcmu, aac) each frame is followed by the audio packs of its 40 ms."""
+    from rtp.ps_mux import mux_audio, mux_frame
+    from simdevice.audio_source import audio_clip
     from vms.media.frames import Codec
     from vms.media.h26x import nal_type
 
@@ -59,13 +62,18 @@ def encode_clip(workdir: Path) -> list[tuple[int, bytes]]:
     import av
 
     frames = []
+    sound = audio_clip(audio) if audio else None
+    audio_type = sound.stream_type if sound else None
     with av.open(str(h264), format="h264") as container:
         for i, packet in enumerate(container.demux(video=0)):
             if not packet.size:
                 continue
             data = bytes(packet)
             key = any(nal_type(Codec.h264, data[j + 3]) == 5 for j in _starts(data))
-            frames.append((i * 3600, mux_frame(data, i * 3600, key)))
+            ps = mux_frame(data, i * 3600, key, audio_type=audio_type)
+            for apts, frame in sound.frames_between(i * 3600, (i + 1) * 3600) if sound else ():
+                ps += mux_audio(frame, apts)
+            frames.append((i * 3600, ps))
     return frames
 
 
@@ -280,7 +288,7 @@ async def main_async(args: argparse.Namespace) -> None:
     setup_logging("warning")
     work = Path(tempfile.mkdtemp(prefix="media-bench-"))
     t = time.monotonic()
-    frames = encode_clip(work)
+    frames = encode_clip(work, args.audio)
     total = sum(len(d) for _, d in frames)
     mbit = total * 8 / (len(frames) / FPS) / 1e6
     print(f"clip: {len(frames)} frames 1920x1080 @ {FPS} fps, {mbit:.2f} Mbit/s as PS "
@@ -352,6 +360,8 @@ def main() -> None:
     p.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")],
                    default=[1, 4, 8, 16, 24, 32, 48, 64])  # fmt: skip
     p.add_argument("--record", action="store_true", help="also record every stream")
+    p.add_argument("--audio", choices=["", "pcma", "pcmu", "aac"], default="",
+                   help="the cameras also send this audio in their PS")  # fmt: skip
     p.add_argument("--port", type=int, default=41000, help="first RTP port of the server")
     args = p.parse_args()
     if args.quick:

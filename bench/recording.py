@@ -3,7 +3,9 @@
 Feeds real x264 access units (the pedestrian clip scaled to 1080p) through the recorder's
 segmenting writer into a local object store and a SQLite index, and compares the CPU time
 with a plain write of the same bytes to one file (the floor any recorder pays), measured
-in the same run.  ``--quick`` finishes in well under a minute.
+in the same run.  Then the same stream with the camera's audio: G.711A (transcoded to AAC
+by the recorder, TS having no G.711) and AAC (muxed as is), to show what audio adds.
+``--quick`` finishes in well under a minute.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ import av
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sqlalchemy import select
+
+from simdevice.audio_source import audio_clip
 from storage.db import Database
+from storage.models import RecordingSegment
 from storage.objects import LocalObjectStore
-from vms.media.frames import AccessUnit
+from vms.media.frames import AccessUnit, AudioCodec, AudioUnit
 from vms.recording.index import store_gap, store_segment
 from vms.recording.writer import ChannelWriter
 
@@ -53,7 +59,14 @@ def encode(frames: int) -> list[tuple[int, bool, bytes]]:
     return sorted(out)
 
 
-def run_recorder(units: list[tuple[int, bool, bytes]], repeat: int, root: Path) -> float:
+def run_recorder(
+    units: list[tuple[int, bool, bytes]], repeat: int, root: Path, audio: str = ""
+) -> float:
+    """CPU seconds of the writer for the clip ``repeat`` times, with ``audio`` ("" none)."""
+    root = root / (audio or "video")
+    root.mkdir(parents=True)
+    clip = audio_clip(audio) if audio else None
+    rate = clip.sample_rate if clip else 8000
     db = Database(f"sqlite:///{root / 'bench.db'}")
     db.open()
     objects = LocalObjectStore(root / "objects")
@@ -64,6 +77,7 @@ def run_recorder(units: list[tuple[int, bool, bytes]], repeat: int, root: Path) 
         5.0,
         lambda info: store_segment(db, objects, info),
         lambda gap: store_gap(db, gap),
+        audio=bool(audio),
     )
     span = units[-1][0] + 3600
     wall0 = time.time() - 3600
@@ -72,9 +86,17 @@ def run_recorder(units: list[tuple[int, bool, bytes]], repeat: int, root: Path) 
         for pts, key, data in units:
             p = pts + r * span
             writer.handle(AccessUnit(CHANNEL, p, key, data, wallclock=wall0 + p / 90000))
+            for apts, frame in clip.frames_between(p, p + 3600) if clip else ():
+                codec = AudioCodec(audio)
+                writer.handle(AudioUnit(CHANNEL, apts, frame, codec, rate, 1, wall0 + apts / 9e4))
     writer.close()
     cpu = time.process_time() - cpu
+    with db.session() as s:
+        rows = s.scalars(select(RecordingSegment).where(RecordingSegment.is_gap.is_(False))).all()
+        missing = [r.id for r in rows if bool(r.audio_codec) != bool(audio)]
     db.close()
+    if missing:
+        raise SystemExit(f"{len(missing)} segments without the expected audio ({audio or 'none'})")
     return cpu
 
 
@@ -102,8 +124,10 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        run_recorder(units, 1, root / "warm-up")  # lazy codec, muxer and DB set-up, not counted
         rec_cpu = run_recorder(units, repeat, root)
         raw_cpu = max(run_raw(units, repeat, root), 1e-6)
+        with_audio = {codec: run_recorder(units, repeat, root, codec) for codec in ("pcma", "aac")}
     video_s = seconds * repeat
     mbit = size * repeat * 8 / 1e6
     per_stream = rec_cpu / video_s * 100  # per-frame costs dominate: fps matters, not bitrate
@@ -121,6 +145,13 @@ def main() -> None:
         f"(~{100 / per_stream:.0f} streams per core)"
     )
     print(f"ratio recorder / raw write: {rec_cpu / raw_cpu:.1f}x")
+    for codec, what in (("pcma", "G.711A → AAC transcode"), ("aac", "AAC muxed as is")):
+        cpu = with_audio[codec]
+        extra = (cpu - rec_cpu) / video_s * 100
+        print(
+            f"with {codec} audio ({what}): {cpu:.3f} CPU-s, {cpu / video_s * 100:.2f} % of a core "
+            f"per stream, audio adds {extra:.2f} % ({cpu / rec_cpu:.2f}x the video-only recorder)"
+        )
 
 
 if __name__ == "__main__":

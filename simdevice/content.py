@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,11 @@ def catalog_items(config: NvrConfig, channels: list[str]) -> list[CatalogItem]:
         )
         for n, ch in enumerate(channels, 1)
     ]
+
+
+def overridden(item: CatalogItem, changes: dict[str, object] | None) -> CatalogItem:
+    """An item with what a test changed on it (name, status, position)."""
+    return replace(item, **changes) if changes else item  # type: ignore[arg-type]
 
 
 def device_info(config: NvrConfig, channels: int) -> DeviceInfo:

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from sip import mansrtsp
 from sip import sdp as sdplib
 from sip.message import SipParseError, SipUri
 from sip.transaction import ServerTransaction
 from sip.user_agent import DISCARD_PORT, DeviceUserAgent
 
+from .audio_source import audio_clip
 from .content import BYTES_PER_SECOND
 from .streamer import RtpStreamer, Sink, StreamPlan, TcpSink, UdpSink
 from .video_source import clip_for
@@ -34,6 +36,8 @@ log = structlog.get_logger("simdevice.media")
 
 PS_RTPMAP = {"96": "PS/90000"}
 H264_RTPMAP = {"98": "H264/90000"}
+H265_RTPMAP = {"100": "H265/90000"}  # GB/T 28181-2022 numbering
+RAW_RTPMAPS = {"h264": H264_RTPMAP, "h265": H265_RTPMAP}
 
 
 @dataclass
@@ -92,6 +96,7 @@ class DeviceMedia:
         self.ended = ended  # (call-id, channel): a playback or download ran to its end
         self.streams: dict[str, DeviceStream] = {}
         self.finished: list[str] = []  # call-ids whose playback ran to its end
+        self.rtsp: deque[tuple[str, str]] = deque(maxlen=256)  # (call-id, MANSRTSP body) heard
 
     async def on_invite(self, stx: ServerTransaction) -> None:
         req = stx.request
@@ -125,12 +130,17 @@ class DeviceMedia:
             duration = float(offer.end - offer.start) if offer.end > offer.start else 10.0
             if mode == "download":
                 speed = float(offer.download_speed or 1)
-        raw = self.config.media_payload == "h264"
-        plan = StreamPlan(ssrc, duration, speed, raw_h264=raw)
+        raw = self.config.media_payload in RAW_RTPMAPS
+        audio = audio_clip(self.config.audio) if self.config.audio and not raw else None
+        plan = StreamPlan(ssrc, duration, speed, raw_h264=raw, audio=audio)
         stream = DeviceStream(req.call_id, channel, offer, plan)
         host = self.config.local_host
         answer = sdplib.sendonly_answer(
-            offer, channel, host, DISCARD_PORT, H264_RTPMAP if raw else PS_RTPMAP
+            offer,
+            channel,
+            host,
+            DISCARD_PORT,
+            RAW_RTPMAPS.get(self.config.media_payload, PS_RTPMAP),
         )
         answer.ssrc = ssrc_text
         try:
@@ -186,7 +196,7 @@ class DeviceMedia:
             self._drop(stream.call_id)
             return
         assert stream.sink is not None
-        clip = await asyncio.to_thread(clip_for, self.config.video)
+        clip = await asyncio.to_thread(clip_for, self.config.video, self.config.video_codec())
         stream.streamer = RtpStreamer(clip, stream.sink, stream.plan)
         ended = False
 
@@ -220,16 +230,27 @@ class DeviceMedia:
             self._drop(call_id)
 
     def on_info(self, call_id: str, body: str) -> None:
+        """MANSRTSP: PAUSE, PLAY (resume), PLAY with Scale (speed), PLAY with Range (seek)."""
+        self.rtsp.append((call_id, body))
         stream = self.streams.get(call_id)
         if stream is None or stream.streamer is None:
             return
-        if body.startswith("PAUSE"):
-            stream.streamer.paused.clear()
-        elif body.startswith("PLAY"):
-            stream.streamer.paused.set()
-            m = re.search(r"Scale:\s*([0-9.]+)", body)
-            if m:
-                stream.plan.speed = max(0.01, float(m.group(1)))
+        try:
+            command = mansrtsp.parse(body)
+        except mansrtsp.MansrtspError as exc:
+            log.warning("bad MANSRTSP ignored", error=str(exc))
+            return
+        streamer = stream.streamer
+        if command.method == "PAUSE":
+            streamer.pause()
+        elif command.method == "PLAY":
+            if command.scale is not None:
+                streamer.set_speed(abs(command.scale))
+            if command.range_start is not None:
+                streamer.seek(command.range_start)
+            streamer.resume()
+        elif command.method == "TEARDOWN":
+            self._drop(call_id)
 
     async def stop_all(self) -> None:
         for call_id in list(self.streams):

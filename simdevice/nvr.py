@@ -20,16 +20,19 @@ import structlog
 from sip import ids, manscdp
 from sip.manscdp import CatalogItem, DeviceInfo, DeviceStatusInfo, Manscdp, RecordItem, el
 from sip.message import SipRequest
+from sip.subscribers import Subscribers
 from sip.transaction import ServerTransaction, TransactionTimeout
 from sip.transport import Peer
 from sip.user_agent import AgentState, DeviceUserAgent
 
 from . import content
+from .device_settings import DeviceSettings
+from .events import DeviceEvents
 from .media import DeviceMedia
 
 log = structlog.get_logger("simdevice.nvr")
 
-CONTROL_FIELDS = ("RecordCmd", "GuardCmd", "TeleBoot", "AlarmCmd", "IFameCmd")
+CONTROL_FIELDS = ("RecordCmd", "GuardCmd", "TeleBoot", "AlarmCmd", "IFameCmd", "IFrameCmd")
 
 
 @dataclass
@@ -55,13 +58,21 @@ class NvrConfig:
     model: str = "SIM-NVR-64"
     firmware: str = "V1.0.0"
     charset: str = "GB2312"
-    media_payload: str = "ps"  # "ps": MPEG-PS on PT 96; "h264": raw RFC 6184 H.264 on PT 98
+    # "ps": MPEG-PS on PT 96; "h264": raw RFC 6184 H.264 on PT 98; "h265": raw H.265 on PT 100
+    media_payload: str = "ps"
+    codec: str = "h264"  # video in the PS: h264 (stream type 0x1B) or h265 (0x24)
+    audio: str = ""  # audio in the PS: "" none, pcma (0x90), pcmu (0x91) or aac (0x0F)
+    gb_2022: bool = True  # answer the GB/T 28181-2022 queries (a 2016 recorder ignores them)
     catalog_per_message: int = 4
     record_per_message: int = 4
     record_hours: float = 6.0
     timezone: str = "Asia/Shanghai"
     video: Path | None = None
     t1: float = 0.5
+
+    def video_codec(self) -> str:
+        """What the clip is encoded as: raw H.265 RTP needs H.265, else ``codec``."""
+        return "h265" if self.media_payload == "h265" else self.codec
 
     def channel_list(self) -> list[str]:
         if self.channel_ids:
@@ -75,6 +86,8 @@ class DeviceState(AgentState):
     ptz_commands: list[tuple[str, str]] = field(default_factory=list)
     controls: list[tuple[str, str, str]] = field(default_factory=list)
     invites: deque[SipRequest] = field(default_factory=lambda: deque(maxlen=256))  # for tests
+    alarm_responses: list[int] = field(default_factory=list)  # SNs the platform acknowledged
+    alarm_resets: list[tuple[str, str, str]] = field(default_factory=list)  # target, method, type
 
 
 class SimulatedNvr:
@@ -96,6 +109,10 @@ class SimulatedNvr:
         self.media = DeviceMedia(
             config, self.agent, self.state, lambda: self.channels, self.media_status_121
         )
+        self.channel_overrides: dict[str, dict[str, object]] = {}  # name, status set by tests
+        self.events = DeviceEvents(self)  # subscriptions, catalog changes, alarms, positions
+        self.subscribers: Subscribers = self.events.subscribers
+        self.settings = DeviceSettings(self)  # ConfigDownload, presets, 2022 PTZ state, SD cards
 
     @property
     def keepalive_enabled(self) -> bool:
@@ -117,6 +134,7 @@ class SimulatedNvr:
             await asyncio.wait_for(self.state.registered.wait(), timeout)
 
     async def stop(self, unregister: bool = True) -> None:
+        await self.events.close()
         await self.agent.stop_registering(unregister)
         await self.media.stop_all()
         await self.agent.close()
@@ -137,7 +155,10 @@ class SimulatedNvr:
         method: int = 5,
         alarm_type: int = 2,
         description: str = "移动侦测",
+        via: str = "auto",
     ) -> int:
+        """An alarm: NOTIFY to the alarm subscribers when there are some (``via="auto"``),
+        else a MESSAGE; the platform's answer status (200 when one subscriber took it)."""
         inner = (
             el("AlarmPriority", priority)
             + el("AlarmMethod", method)
@@ -147,7 +168,7 @@ class SimulatedNvr:
             + el("Latitude", 0)
             + f"<Info>\r\n{el('AlarmType', alarm_type)}</Info>\r\n"
         )
-        return await self.agent.notify("Alarm", channel_id or self.config.device_id, inner)
+        return await self.events.alarm(channel_id or self.config.device_id, inner, via)
 
     async def media_status_121(self, call_id: str, channel_id: str) -> None:
         try:
@@ -158,7 +179,8 @@ class SimulatedNvr:
     # --- DeviceRole: answers -------------------------------------------------------
 
     def catalog_items(self) -> list[CatalogItem]:
-        return content.catalog_items(self.config, self.channels)
+        items = content.catalog_items(self.config, self.channels)
+        return [content.overridden(i, self.channel_overrides.get(i.device_id)) for i in items]
 
     async def catalog(self) -> list[CatalogItem]:
         return self.catalog_items()
@@ -188,6 +210,10 @@ class SimulatedNvr:
             value = control.text(name)
             if value:
                 self.state.controls.append((control.device_id, name, value))
+        self.settings.apply(control)
+        if control.text("AlarmCmd") == "ResetAlarm":
+            info = (control.text("Info/AlarmMethod"), control.text("Info/AlarmType"))
+            self.state.alarm_resets.append((control.device_id, *info))
         return True
 
     # --- DeviceRole: dialogs (the media part streams) ----------------------------------

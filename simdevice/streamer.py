@@ -1,7 +1,8 @@
-"""The simulated NVR's media: a clip as MPEG-PS over RTP (PT 96, 90 kHz), real-time paced.
+"""The simulated NVR's media: a clip as MPEG-PS over RTP (PT 96, 90 kHz), real-time paced,
+with the camera's audio (G.711A/U or AAC) in its own packs when it has some.
 
-Optionally raw H.264 (RFC 6184, PT 98) instead, as some IPCs send when they answer
-``a=rtpmap:98 H264/90000``.
+Optionally raw H.264 (RFC 6184, PT 98) or H.265 (RFC 7798, PT 100 as GB/T 28181-2022
+numbers it) instead, as some IPCs send when they answer ``a=rtpmap:98 H264/90000``.
 
 Sinks: UDP datagrams, or RFC 4571 framing (2-byte length) over a TCP connection the
 device opened (platform ``a=setup:passive``) or accepted (platform ``a=setup:active``).
@@ -14,11 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rtp.h26x import h264_packets
-from rtp.packetizer import PT_PS, packetize, rfc4571
+from rtp.h26x import h264_packets, h265_payloads, split_annexb
+from rtp.packetizer import PT_PS, packetize, packetize_payloads, rfc4571
+from rtp.ps_mux import STREAM_TYPE_H264, STREAM_TYPE_H265, mux_audio, mux_frame
 
-from .ps_mux import mux_frame
+from .audio_source import AudioClip
 from .video_source import Clip
+
+PT_H265_2022 = 100  # GB/T 28181-2022 C.2.5
 
 
 class Sink:
@@ -73,7 +77,8 @@ class StreamPlan:
     ssrc: int
     duration_s: float | None = None  # None → loop forever (live)
     speed: float = 1.0  # download speed / playback scale
-    raw_h264: bool = False  # RFC 6184 H.264 instead of MPEG-PS
+    raw_h264: bool = False  # raw RTP (RFC 6184 H.264 / RFC 7798 H.265) instead of MPEG-PS
+    audio: AudioClip | None = None  # in the PS next to the video (not with raw RTP)
 
 
 class RtpStreamer:
@@ -85,38 +90,88 @@ class RtpStreamer:
         self.frames_sent = 0
         self.paused = asyncio.Event()
         self.paused.set()  # set → running
+        self.position = 0  # the next frame's index in the recording: media time × fps
+        self._seek_to: int | None = None
+        self._repace = False  # speed, seek or resume: the pacing clock starts again
+
+    # --- MANSRTSP (the NVR's INFO handling calls these) ----------------------------------
+
+    def pause(self) -> None:
+        self.paused.clear()
+
+    def resume(self) -> None:
+        if not self.paused.is_set():
+            self.paused.set()
+            self._repace = True
+
+    def set_speed(self, speed: float) -> None:
+        self.plan.speed = max(0.01, speed)
+        self._repace = True
+
+    def seek(self, seconds: float) -> None:
+        """Jump to the keyframe at or before ``seconds`` from the start, as a recorder does."""
+        frames = self.clip.frames
+        n = max(0, int(seconds * self.clip.fps))
+        for k in range(n, max(-1, n - len(frames)), -1):
+            if frames[k % len(frames)].keyframe:
+                n = k
+                break
+        self._seek_to = n
 
     async def run(self, on_end: Callable[[], None] | None = None) -> None:
         clip, plan = self.clip, self.plan
         ticks = clip.frame_ticks
         total = None if plan.duration_s is None else max(1, int(plan.duration_s * clip.fps))
-        seq, ts = 0, 0
-        start = time.monotonic()
-        n = 0
+        seq = 0
+        start, base = time.monotonic(), 0  # pacing: frame ``base`` was due at ``start``
         try:
-            while total is None or n < total:
+            while total is None or self.position < total:
                 await self.paused.wait()
+                if self._seek_to is not None:
+                    self.position, self._seek_to = self._seek_to, None
+                    self._repace = True
+                if self._repace:
+                    start, base, self._repace = time.monotonic(), self.position, False
+                n = self.position
+                if total is not None and n >= total:
+                    break
+                ts = n * ticks  # the PTS follows the position in the recording, as NVRs do
                 frame = clip.frames[n % len(clip.frames)]
                 if plan.raw_h264:
-                    packets = h264_packets(frame.data, ts, plan.ssrc, seq)
+                    packets = self._raw(frame.data, ts, seq)
                 else:
-                    ps = mux_frame(frame.data, ts, frame.keyframe)
-                    packets = packetize([(ts, ps)], plan.ssrc, seq, PT_PS)
+                    packets = self._ps(frame.data, frame.keyframe, ts, ts + ticks, seq)
                 await self.sink.send(packets)
                 seq += len(packets)
                 self.packets_sent += len(packets)
                 self.frames_sent += 1
-                n += 1
-                ts += ticks
-                due = start + n / (clip.fps * max(plan.speed, 0.01))
+                self.position = n + 1
+                due = start + (self.position - base) / (clip.fps * max(plan.speed, 0.01))
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                elif delay < -1.0:  # fell far behind (paused or starved): rebase the clock
-                    start = time.monotonic() - n / (clip.fps * max(plan.speed, 0.01))
+                elif delay < -1.0:  # fell far behind (starved): rebase the clock
+                    start, base = time.monotonic(), self.position
         except (ConnectionError, OSError):
             return
         finally:
             self.sink.close()
         if on_end is not None:
             on_end()
+
+    def _raw(self, data: bytes, ts: int, seq: int) -> list[bytes]:
+        if self.clip.codec == "h265":
+            payloads = h265_payloads(list(split_annexb(data)))
+            return packetize_payloads([(ts, payloads)], self.plan.ssrc, seq, PT_H265_2022)
+        return h264_packets(data, ts, self.plan.ssrc, seq)
+
+    def _ps(self, data: bytes, keyframe: bool, ts: int, end: int, seq: int) -> list[bytes]:
+        """The frame's PS (PSM on keyframes), then the audio frames of its time, each in its
+        own pack and RTP packet(s) timestamped with the audio's PTS."""
+        audio = self.plan.audio
+        video_type = STREAM_TYPE_H265 if self.clip.codec == "h265" else STREAM_TYPE_H264
+        audio_type = audio.stream_type if audio is not None else None
+        frames = [(ts, mux_frame(data, ts, keyframe, video_type, audio_type))]
+        if audio is not None:
+            frames += [(pts, mux_audio(a, pts)) for pts, a in audio.frames_between(ts, end)]
+        return packetize(frames, self.plan.ssrc, seq, PT_PS)

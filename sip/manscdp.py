@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from xml.sax.saxutils import escape
 
@@ -178,6 +178,7 @@ class CatalogItem:
     latitude: float | None = None
     ptz_type: int = 0
     business_group_id: str = ""
+    secrecy: int = 0  # 1: classified (涉密), never passed on to a superior
 
     @classmethod
     def from_element(cls, item: ET.Element) -> CatalogItem:
@@ -195,14 +196,35 @@ class CatalogItem:
             longitude=_float(find_text(item, "Longitude")),
             latitude=_float(find_text(item, "Latitude")),
             ptz_type=_int(find_text(item, "Info/PTZType") or find_text(item, "PTZType")),
-            business_group_id=find_text(item, "BusinessGroupID"),
+            business_group_id=(
+                find_text(item, "BusinessGroupID") or find_text(item, "Info/BusinessGroupID")
+            ),
+            secrecy=1 if find_text(item, "Secrecy") == "1" else 0,
         )
 
     def to_xml(self) -> str:
+        """One ``<Item>``, shaped by what it is (§A.2.6, as WVP sends them): a region
+        (civil code, up to 8 digits) is its code and name; a business group (215) and a
+        virtual organisation (216) add their place in the tree; a device or channel is full."""
+        head = "<Item>\r\n" + el("DeviceID", self.device_id) + el("Name", self.name)
+        kind = ids.type_code_of(self.device_id)
+        if not ids.is_gb_id(self.device_id) and len(self.device_id) <= 8:
+            return head + "</Item>\r\n"
+        if kind in (ids.BUSINESS_GROUP, ids.VIRTUAL_ORGANISATION):
+            is_org = kind == ids.VIRTUAL_ORGANISATION
+            group = el("BusinessGroupID", self.business_group_id) if is_org else ""
+            return (
+                head
+                + (el("CivilCode", self.civil_code) if self.civil_code else "")
+                + el("ParentID", self.parent_id)
+                + group
+                + "</Item>\r\n"
+            )
+        info = el("PTZType", self.ptz_type)
+        if self.business_group_id:
+            info += el("BusinessGroupID", self.business_group_id)
         return (
-            "<Item>\r\n"
-            + el("DeviceID", self.device_id)
-            + el("Name", self.name)
+            head
             + el("Manufacturer", self.manufacturer)
             + el("Model", self.model)
             + el("Owner", self.owner or "Owner")
@@ -212,11 +234,11 @@ class CatalogItem:
             + el("ParentID", self.parent_id)
             + el("SafetyWay", 0)
             + el("RegisterWay", 1)
-            + el("Secrecy", 0)
+            + el("Secrecy", self.secrecy)
             + el("Status", self.status)
             + (el("Longitude", self.longitude) if self.longitude is not None else "")
             + (el("Latitude", self.latitude) if self.latitude is not None else "")
-            + f"<Info>\r\n{el('PTZType', self.ptz_type)}</Info>\r\n"
+            + f"<Info>\r\n{info}</Info>\r\n"
             + "</Item>\r\n"
         )
 
@@ -361,29 +383,3 @@ def merge_ranges(items: list[RecordItem]) -> list[tuple[datetime, datetime]]:
         else:
             out.append((it.start, it.end))
     return out
-
-
-@dataclass
-class AlarmNotify:
-    device_id: str
-    priority: int = 0
-    method: int = 0
-    alarm_type: int = 0
-    time: str = ""
-    description: str = ""
-    longitude: float | None = None
-    latitude: float | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_doc(cls, doc: Manscdp) -> AlarmNotify:
-        return cls(
-            doc.device_id,
-            _int(doc.text("AlarmPriority")),
-            _int(doc.text("AlarmMethod")),
-            _int(doc.text("Info/AlarmType") or doc.text("AlarmType")),
-            doc.text("AlarmTime"),
-            doc.text("AlarmDescription"),
-            _float(doc.text("Longitude")),
-            _float(doc.text("Latitude")),
-        )

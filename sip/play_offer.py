@@ -14,8 +14,11 @@ from datetime import UTC, datetime
 from . import sdp as sdplib
 from .media_api import MediaOffer, MediaTransport, PlayError, PlayMode, PlayRequest
 
-# PS first, right after a=recvonly: a Dahua 403 went away that way (WVP #28)
-RTPMAP = {"96": "PS/90000", "97": "MPEG4/90000", "98": "H264/90000", "99": "H265/90000"}
+# What the node can take, and nothing else: MPEG-PS (96), raw H.264 (98), raw H.265 (100, as
+# GB/T 28181-2022 C.2.5 numbers it).  MPEG-4 (97) and SVAC (99 in the 2016 table) are not
+# demuxed, so they are not offered.  PS first, right after a=recvonly: a Dahua 403 went away
+# that way (WVP #28).  The receiver follows whichever the device answers (vms.media.payload).
+RTPMAP = {"96": "PS/90000", "98": "H264/90000", "100": "H265/90000"}
 SSRC_DIGITS = 10
 
 

@@ -21,6 +21,7 @@ import structlog
 
 from . import manscdp, ptz
 from .manscdp import CatalogItem, DeviceInfo, DeviceStatusInfo, Manscdp, RecordItem, el
+from .notify import reset_alarm_xml
 from .settings import ServerSettings
 from .store import DeviceStore
 
@@ -116,12 +117,13 @@ class Queries:
         inner: str = "",
         list_name: str | None = None,
         timeout: float | None = None,
+        root: str = "Query",
     ) -> Collector:
         sn = next(self._sn)
         col = Collector(cmd, list_name)
         self.pending[sn] = col
         body = manscdp.encode(
-            "Query", cmd, sn, target_id or device_id, inner, self.sender.charset_of(device_id)
+            root, cmd, sn, target_id or device_id, inner, self.sender.charset_of(device_id)
         )
         try:
             await self.sender.send_manscdp(device_id, body)
@@ -132,6 +134,22 @@ class Queries:
         finally:
             self.pending.pop(sn, None)
         return col
+
+    async def ask(
+        self,
+        device_id: str,
+        cmd: str,
+        target_id: str | None = None,
+        inner: str = "",
+        *,
+        list_name: str | None = None,
+        root: str = "Query",
+        timeout: float | None = None,
+    ) -> list[Manscdp]:
+        """Send a Query (or a Control that is answered, as DeviceConfig) and return the
+        ``<Response>`` documents that came (``list_name``: collect them up to SumNum)."""
+        col = await self._query(device_id, cmd, target_id, inner, list_name, timeout, root)
+        return col.docs
 
     async def query_connected(self, device_id: str) -> None:
         """DeviceInfo, Catalog, then DeviceStatus of a device that just (re)connected."""
@@ -236,8 +254,18 @@ class Queries:
             device_id, device_id, el("GuardCmd", "SetGuard" if arm else "ResetGuard")
         )
 
-    async def reset_alarm(self, device_id: str) -> None:
-        await self.device_control(device_id, device_id, el("AlarmCmd", "ResetAlarm"))
+    async def reset_alarm(
+        self,
+        device_id: str,
+        target_id: str | None = None,
+        alarm_method: int | None = None,
+        alarm_type: int | None = None,
+    ) -> None:
+        """ResetAlarm for the alarm source ``target_id`` (default the device); the ``<Info>``
+        names the alarm reset by its AlarmMethod and AlarmType (§A.2.3.1)."""
+        await self.device_control(
+            device_id, target_id or device_id, reset_alarm_xml(alarm_method, alarm_type)
+        )
 
     async def reboot(self, device_id: str) -> None:
         await self.device_control(device_id, device_id, el("TeleBoot", "Boot"))

@@ -18,8 +18,11 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from . import manscdp
-from .cascade import CascadeMedia, Upstream
-from .manscdp import AlarmNotify, Manscdp, ManscdpError
+from .cascade import Upstream
+from .cascade_source import CascadeMedia, CascadeSource, StoreSource
+from .device_notifications import DeviceNotifications
+from .extended_queries import ExtendedQueries
+from .manscdp import Manscdp, ManscdpError
 from .media_api import (
     DeviceConnectListener,
     MediaOffer,
@@ -35,15 +38,17 @@ from .registry import Registry
 from .sessions import InviteSessions
 from .settings import ServerSettings, UpstreamSettings
 from .store import DeviceStore
+from .subscriptions import DeviceSubscriptions
 from .tasks import TaskSet
 from .transaction import Endpoint, ServerTransaction
 from .transport import Peer
+from .upward import UpwardRelay
 
 __all__ = ["SipError", "SipServer"]  # SipError: what the device API raises
 
 log = structlog.get_logger("sip.server")
 
-ALLOW = "REGISTER, MESSAGE, INVITE, ACK, BYE, CANCEL, INFO, OPTIONS"
+ALLOW = "REGISTER, MESSAGE, INVITE, ACK, BYE, CANCEL, INFO, OPTIONS, NOTIFY"
 
 
 class SipServer:
@@ -94,9 +99,32 @@ class SipServer:
         self.guard_control = self.queries.guard_control
         self.reset_alarm = self.queries.reset_alarm
         self.reboot = self.queries.reboot
+        self.extended = ExtendedQueries(self.queries)  # config, presets, PTZ state, SD cards
         self.upstreams: list[Upstream] = []
         self.cascade_media: CascadeMedia | None = None  # set by the application before start
+        # what superiors see (catalog tree, selection, records); the bare store without one
+        self.cascade_source: CascadeSource | None = None
         self._counts = {"register": 0, "keepalive": 0, "message": 0, "bad": 0}
+        # subscriptions to devices, what they notify, and what goes on to the superiors
+        self.subscriptions = DeviceSubscriptions(
+            self.endpoint,
+            self.outgoing,
+            self.registry,
+            settings,
+            contact=self.contact,
+            spawn=self.tasks.spawn,
+            clock=clock,
+        )
+        self.relay = UpwardRelay(self.tasks.spawn)
+        self.notifications = DeviceNotifications(
+            store,
+            self.outgoing,
+            self.relay,
+            self.subscriptions,
+            touch=self.registrar.touch,
+            spawn=self.tasks.spawn,
+        )
+        self.registrar.add_connect_listener(self._subscribe_connected)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -113,6 +141,8 @@ class SipServer:
         for up in list(self.upstreams):
             await up.stop()
         self.upstreams.clear()
+        await self.relay.close()
+        await self.subscriptions.close()
         await self.sessions.close_all()
         await self.registrar.close()
         await self.tasks.cancel_all()
@@ -144,7 +174,10 @@ class SipServer:
         return {**self._counts, "connections": self.registrar.connections}
 
     def add_upstream(
-        self, settings: UpstreamSettings, media: CascadeMedia | None = None
+        self,
+        settings: UpstreamSettings,
+        media: CascadeMedia | None = None,
+        source: CascadeSource | None = None,
     ) -> Upstream:
         """A cascade towards a superior on this server's socket; requests from it go there."""
         up = Upstream(
@@ -152,12 +185,13 @@ class SipServer:
             self.endpoint,
             local_id=settings.local_id or self.config.server_id,
             contact_host=self.sdp_ip,
-            channels=self.store,
+            source=source or self.cascade_source or StoreSource(self.store, self.queries, self.tz),
             controls=self.queries,
             media=media,
             tz=self.tz,
         )
         self.upstreams.append(up)
+        self.relay.attach(up)  # its SUBSCRIBEs, and what we notify it
         return up
 
     # --- PlayController ----------------------------------------------------------
@@ -212,8 +246,8 @@ class SipServer:
             stx.reply(200, Allow=ALLOW)
         elif method == "CANCEL":
             stx.reply(481)
-        elif method in ("NOTIFY", "SUBSCRIBE"):
-            stx.reply(200)
+        elif method == "NOTIFY":
+            self.notifications.on_notify(stx)
         else:
             stx.reply(405, Allow="REGISTER, MESSAGE, BYE, INFO, OPTIONS")
 
@@ -262,12 +296,14 @@ class SipServer:
 
     def _notify(self, sender: str, doc: Manscdp, req: SipRequest) -> None:
         spawn = self.tasks.spawn
-        if doc.cmd_type == "Alarm":
-            spawn(self.store.save_alarm(sender, AlarmNotify.from_doc(doc)), "sip-alarm")
-        elif doc.cmd_type == "MediaStatus" and doc.text("NotifyType") == "121":
+        if doc.cmd_type == "MediaStatus" and doc.text("NotifyType") == "121":
             spawn(self.sessions.media_ended(req.call_id), "sip-media-status")
-        elif doc.cmd_type == "Catalog":
-            items = [
-                manscdp.CatalogItem.from_element(e) for e in manscdp.list_items(doc, "DeviceList")
-            ]
-            spawn(self.store.save_catalog(sender, items, False), "sip-catalog-notify")
+        else:  # Alarm (acknowledged, relayed), MobilePosition, Catalog changes
+            self.notifications.handle(sender, doc, via_notify=False)
+
+    def _subscribe_connected(self, device_id: str, reason: str) -> None:
+        """A connect listener that must not hold up the others: subscribing runs apart."""
+        if self.subscriptions.kinds:
+            self.tasks.spawn(
+                self.subscriptions.device_connected(device_id, reason), "sip-subscribe"
+            )

@@ -43,6 +43,8 @@ class UpstreamSettings(Protocol):
     def retry_s(self) -> float: ...  # wait after a refused or unanswered REGISTER
     @property
     def catalog_group(self) -> int: ...  # catalog items per MESSAGE
+    @property
+    def media_ip(self) -> str: ...  # our RTP address as it reaches us (answers' c=); "" → default
 
 
 class ServerSettings(Protocol):
@@ -86,6 +88,12 @@ class ServerSettings(Protocol):
     def send_date_header(self) -> bool: ...  # Date on REGISTER 200 (devices set their clock)
     @property
     def upstreams(self) -> Sequence[UpstreamSettings]: ...
+    @property
+    def subscribe(self) -> Sequence[str]: ...  # SUBSCRIBE on each connection: catalog, alarm, ...
+    @property
+    def subscribe_expires_s(self) -> int: ...  # asked lifetime; refreshed before it ends
+    @property
+    def mobile_position_interval_s(self) -> int: ...  # <Interval> of a MobilePosition SUBSCRIBE
 
 
 @dataclass
@@ -102,6 +110,7 @@ class UpstreamConfig:
     keepalive_misses: int = 3
     retry_s: float = 60.0
     catalog_group: int = 4
+    media_ip: str = ""
 
 
 @dataclass
@@ -125,6 +134,9 @@ class ServerConfig:
     t1: float = 0.5
     send_date_header: bool = True
     upstreams: tuple[UpstreamConfig, ...] = ()
+    subscribe: tuple[str, ...] = ()  # none here: tests and tools opt in (the node's default: two)
+    subscribe_expires_s: int = 3600
+    mobile_position_interval_s: int = 5
 
 
 class AgentSettings(Protocol):

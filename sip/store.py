@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
-from .manscdp import AlarmNotify, CatalogItem, DeviceInfo, DeviceStatusInfo
+from .manscdp import CatalogItem, DeviceInfo, DeviceStatusInfo
+from .notify import ADD, DEL, UPDATE, AlarmNotify, CatalogEvent, MobilePosition
 
 
 @dataclass
@@ -51,6 +52,10 @@ class DeviceStore(Protocol):
 
     async def save_alarm(self, device_id: str, alarm: AlarmNotify) -> None: ...
 
+    async def apply_catalog_events(self, device_id: str, events: list[CatalogEvent]) -> None: ...
+
+    async def save_position(self, device_id: str, position: MobilePosition) -> None: ...
+
     async def list_channels(self) -> list[CatalogItem]: ...
 
 
@@ -69,6 +74,7 @@ class MemoryDevice:
     info: DeviceInfo | None = None
     status: DeviceStatusInfo | None = None  # the latest DeviceStatus answer
     alarms: list[AlarmNotify] = field(default_factory=list)
+    positions: list[MobilePosition] = field(default_factory=list)
     history: list[tuple[str, datetime, str]] = field(default_factory=list)
 
 
@@ -136,6 +142,31 @@ class MemoryDeviceStore:
     async def save_alarm(self, device_id: str, alarm: AlarmNotify) -> None:
         if device_id in self.devices:
             self.devices[device_id].alarms.append(alarm)
+
+    async def apply_catalog_events(self, device_id: str, events: list[CatalogEvent]) -> None:
+        """As the database store: ADD/UPDATE upsert, DEL removes, the rest set the status."""
+        dev = self.devices.get(device_id)
+        if dev is None:
+            return
+        for ev in events:
+            cid = ev.item.device_id
+            if ev.event in (ADD, UPDATE):
+                dev.channels[cid] = ev.item
+            elif ev.event == DEL:
+                dev.channels.pop(cid, None)
+            elif cid in dev.channels:
+                dev.channels[cid] = replace(dev.channels[cid], status=ev.item.status)
+
+    async def save_position(self, device_id: str, position: MobilePosition) -> None:
+        dev = self.devices.get(device_id)
+        if dev is None:
+            return
+        dev.positions.append(position)
+        ch = dev.channels.get(position.device_id)
+        if ch is not None:
+            dev.channels[position.device_id] = replace(
+                ch, longitude=position.longitude, latitude=position.latitude
+            )
 
     async def list_channels(self) -> list[CatalogItem]:
         return [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Protocol
@@ -52,6 +52,7 @@ class AgentState:
     register_status: int | None = None
     keepalives_sent: int = 0
     keepalive_failures: int = 0
+    losses: int = 0  # times the platform lost us (its sessions with us are gone)
     queries: list[str] = field(default_factory=list)  # CmdTypes heard, the latest HEARD_MAX
 
 
@@ -116,6 +117,10 @@ class DeviceUserAgent:
         self.call_id = new_call_id(contact_host)
         self.cseq = itertools.count(1)
         self.extra_methods: dict[str, Callable[[ServerTransaction], None]] = {}
+        # Query/Control CmdTypes the role answers itself (PresetQuery, PTZPosition, ...)
+        self.extra_queries: dict[str, Callable[[Manscdp], Awaitable[None]]] = {}
+        # a <Response> from the platform (an alarm's acknowledgement): who wants to hear of it
+        self.on_response: Callable[[Manscdp], None] | None = None
         self._tag = new_tag()
         self._sn = itertools.count(1)
         self._peer: Peer | None = None
@@ -195,6 +200,7 @@ class DeviceUserAgent:
                 if code in LOST or misses >= c.keepalive_misses:
                     log.info("platform lost", device_id=c.device_id, answer=code)
                     self.state.registered.clear()
+                    self.state.losses += 1
                     break
 
     # --- REGISTER / MESSAGE ------------------------------------------------------
@@ -362,6 +368,10 @@ class DeviceUserAgent:
                         c.record_per_message,
                         el("Name", doc.device_id),
                     )
+            elif doc.root in ("Query", "Control") and cmd in self.extra_queries:
+                await self.extra_queries[cmd](doc)
+            elif doc.root == "Response" and self.on_response is not None:
+                self.on_response(doc)
             elif doc.root == "Control" and await role.device_control(doc):
                 await self.respond(doc, el("Result", "OK"))
         except Exception as exc:  # noqa: BLE001 - logged; the platform asks again

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -180,6 +181,8 @@ class Channel(Base):
     civil_code: Mapped[str] = mapped_column(String(20), default="")
     address: Mapped[str] = mapped_column(String(200), default="")
     ptz_type: Mapped[int] = mapped_column(Integer, default=0)
+    # Catalog Secrecy: 1 = classified, never sent to a superior
+    secrecy: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     longitude: Mapped[float | None] = mapped_column(Float)
     latitude: Mapped[float | None] = mapped_column(Float)
     record_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -279,6 +282,8 @@ class RecordingSegment(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     container: Mapped[str] = mapped_column(String(8), default="ts")
     codec: Mapped[str] = mapped_column(String(8), default="h264")
+    # "aac" when the segment carries the camera's audio (G.711 is stored transcoded to AAC)
+    audio_codec: Mapped[str] = mapped_column(String(8), default="", server_default=text("''"))
     is_gap: Mapped[bool] = mapped_column(Boolean, default=False)
     keyframes: Mapped[list[Any]] = mapped_column(default=list)  # [[offset_s, byte_offset], ...]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -321,4 +326,7 @@ class OutboxItem(Base):
 
 # The sensor side lives in its own module; importing it here puts its tables into
 # Base.metadata wherever the models are loaded (migrations, autogenerate checks).
+from storage import cascade_models as _cascade_models  # noqa: E402,F401
+from storage import device_alarm_models as _device_alarm_models  # noqa: E402,F401
+from storage import download_models as _download_models  # noqa: E402,F401
 from storage import sensor_models as _sensor_models  # noqa: E402,F401

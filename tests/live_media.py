@@ -64,9 +64,11 @@ class FakeHub:
         self.keyframe_requests: list[str] = []
         self.codecs: dict[str, str] = {}
 
-    def subscribe(self, channel_id: str, name: str, maxlen: int = 256) -> Subscription:
+    def subscribe(
+        self, channel_id: str, name: str, maxlen: int = 256, *, audio: bool = False
+    ) -> Subscription:
         self.subscribe_calls += 1
-        sub = Subscription(channel_id, name, maxlen, on_close=self._closed)
+        sub = Subscription(channel_id, name, maxlen, on_close=self._closed, audio=audio)
         self.subs.setdefault(channel_id, []).append(sub)
         return sub
 

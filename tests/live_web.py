@@ -135,6 +135,7 @@ class LiveNode:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         app = Application(self.services, extra=demo_components() if self.demo else [])
+        self.app = app  # tests reach the components (the demo's simulated NVRs) through it
         await app.start()
         try:
             assert isinstance(self.services.media, StreamHub)

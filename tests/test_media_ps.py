@@ -6,9 +6,9 @@ import pytest
 
 from rtp.packetizer import packetize
 from vms.media import h26x
-from vms.media.frames import AccessUnit, Codec, Gap
+from vms.media.frames import AccessUnit, AudioUnit, Codec, Gap
 from vms.media.packetizer import ps_frames
-from vms.media.ps import AudioPacket, PsDemuxer
+from vms.media.ps import PsDemuxer
 
 from .media_support import decode_units, encode_units, nvr_frame
 
@@ -112,10 +112,10 @@ def test_audio_kept_or_dropped(h264_units: list[tuple[int, bool, bytes]]) -> Non
         nvr_frame(data, pts, key, audio=b"\xd5" * 160) for pts, key, data in h264_units[:10]
     )
     _, dropped = demux_all(ps)
-    assert not any(isinstance(x, AudioPacket) for x in dropped)
+    assert not any(isinstance(x, AudioUnit) for x in dropped)
     _, kept = demux_all(ps, demuxer=PsDemuxer(CH, keep_audio=True))
-    audio = [x for x in kept if isinstance(x, AudioPacket)]
-    assert len(audio) == 10 and audio[0].data == b"\xd5" * 160 and audio[0].stream_type == 0x90
+    audio = [x for x in kept if isinstance(x, AudioUnit)]
+    assert len(audio) == 10 and audio[0].data == b"\xd5" * 160 and audio[0].codec == "pcma"
 
 
 def test_garbage_and_bad_psm_do_not_crash(h264_units: list[tuple[int, bool, bytes]]) -> None:

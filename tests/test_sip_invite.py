@@ -14,7 +14,7 @@ import av
 import pytest
 
 from rtp.packetizer import RTP_MTU, packetize
-from simdevice.ps_mux import mux_frame
+from rtp.ps_mux import mux_frame
 from simdevice.video_source import test_pattern as make_pattern
 from sip.media_api import MediaOffer, MediaTransport, PlayError, PlayMode, PlayRequest
 from sip.store import MemoryDeviceStore

@@ -26,9 +26,8 @@ START = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)  # 1795420800
 END = START + timedelta(minutes=30)  # 1795422600
 RTPMAP_LINES = [
     "a=rtpmap:96 PS/90000",
-    "a=rtpmap:97 MPEG4/90000",
     "a=rtpmap:98 H264/90000",
-    "a=rtpmap:99 H265/90000",
+    "a=rtpmap:100 H265/90000",
 ]
 
 
@@ -45,7 +44,7 @@ def play_lines(ch: str, ip: str, port: int, ssrc: str) -> list[str]:
         "s=Play",
         f"c=IN IP4 {ip}",
         "t=0 0",
-        f"m=video {port} RTP/AVP 96 97 98 99",
+        f"m=video {port} RTP/AVP 96 98 100",
         "a=recvonly",
         *RTPMAP_LINES,
         f"y={ssrc}",
@@ -62,7 +61,7 @@ def history_lines(
         f"u={ch}:0",
         f"c=IN IP4 {ip}",
         f"t={start} {end}",
-        f"m=video {port} RTP/AVP 96 97 98 99",
+        f"m=video {port} RTP/AVP 96 98 100",
         "a=recvonly",
         *RTPMAP_LINES,
     ]
@@ -98,7 +97,7 @@ def test_download_offer_lines_over_tcp_passive() -> None:
         f"u={CH}:0",
         "c=IN IP4 192.168.1.10",
         "t=1795420800 1795422600",
-        "m=video 30006 TCP/RTP/AVP 96 97 98 99",
+        "m=video 30006 TCP/RTP/AVP 96 98 100",
         "a=recvonly",
         *RTPMAP_LINES,
         "a=setup:passive",
@@ -113,7 +112,7 @@ def test_live_offer_over_tcp_active_and_sub_stream() -> None:
     offer = MediaOffer("10.0.0.5", 30008, "0200000004", MediaTransport.tcp_active)
     got = lines(play_offer.offer_sdp(req, offer).serialise())
     assert got[2:5] == ["s=Play", "c=IN IP4 10.0.0.5", "t=0 0"]
-    assert got[5] == "m=video 30008 TCP/RTP/AVP 96 97 98 99"
+    assert got[5] == "m=video 30008 TCP/RTP/AVP 96 98 100"
     assert got[-4:] == ["a=setup:active", "a=connection:new", "a=streamnumber:1", "y=0200000004"]
 
 

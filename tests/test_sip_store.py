@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from sip.manscdp import AlarmNotify, CatalogItem, DeviceInfo
+from sip.manscdp import CatalogItem, DeviceInfo
+from sip.notify import AlarmNotify
 from storage.db import Database
 from storage.models import Channel, Device, DeviceEvent, DeviceStatus
 from storage.objects import LocalObjectStore

@@ -82,19 +82,19 @@ async def test_extra_methods_are_dispatched_and_unknown_ones_refused() -> None:
     async with running_server() as server, running_nvr(nvr_config(server)) as nvr:
         _, peer = await server.outgoing.route(nvr_id(1))
 
-        async def subscribe() -> int:
-            req = server.outgoing.new_request("SUBSCRIBE", nvr_id(1), peer)
+        async def publish() -> int:  # a method no device role serves (SUBSCRIBE has one now)
+            req = server.outgoing.new_request("PUBLISH", nvr_id(1), peer)
             return (await server.endpoint.request(req, peer, timeout=5)).status
 
-        assert await subscribe() == 405
+        assert await publish() == 405
         heard: list[str] = []
 
-        def on_subscribe(stx: ServerTransaction) -> None:
+        def on_publish(stx: ServerTransaction) -> None:
             heard.append(stx.request.call_id)
             stx.reply(200)
 
-        nvr.agent.extra_methods["SUBSCRIBE"] = on_subscribe
-        assert await subscribe() == 200 and len(heard) == 1
+        nvr.agent.extra_methods["PUBLISH"] = on_publish
+        assert await publish() == 200 and len(heard) == 1
         status = await server.device_status(nvr_id(1))  # a DeviceRole answer, via to_xml
         assert isinstance(status, DeviceStatusInfo)
         assert (status.online, status.encode, status.record) == ("ONLINE", "ON", "ON")

@@ -65,6 +65,8 @@ def component_factories() -> list[ComponentFactory]:
     from vms.ingest.component import ingest_factory
     from vms.live_component import live_factory
     from vms.media.hub import create_hub
+    from vms.recording.downloads import create_downloads
+    from vms.recording.playback_sessions import create_playback_sessions
     from vms.recording.recorder import create_recorder
     from vms.sip_component import sip_component
     from vms.supervision.component import supervision_factory
@@ -73,6 +75,7 @@ def component_factories() -> list[ComponentFactory]:
     # alarms first: services.alarms must exist before the analyzer pool emits events;
     # live after the media hub: it reads services.media per viewer
     # recorder after the media hub: it subscribes through services.media
+    # NVR playback sessions and download jobs after the media hub: they open playbacks on it
     # analyzers after the media hub: the pool subscribes through services.media
     # sip before the media hub: the hub registers its session listener on services.sip
     # ingest after alarms and media: sensor warnings link to cameras and notify like alarms
@@ -82,6 +85,8 @@ def component_factories() -> list[ComponentFactory]:
         alarm_component,
         live_factory,
         create_recorder,
+        create_playback_sessions,
+        create_downloads,
         analyzer_factory,
         ingest_factory,
         warning_factory,

@@ -109,6 +109,7 @@ class SipUpstreamSettings(Section):
     keepalive_misses: int = Field(3, ge=1)
     retry_s: float = Field(60.0, gt=0)  # wait after a refused or unanswered REGISTER
     catalog_group: int = Field(4, ge=1, le=100)  # catalog items per MESSAGE to it
+    media_ip: str = ""  # our RTP address as it reaches us (SDP c= of answers); "" → media.sdp_ip
 
     @field_validator("server_id")
     @classmethod
@@ -149,6 +150,10 @@ class SipSettings(Section):
     t1: float = Field(0.5, gt=0, le=10)  # RFC 3261 T1: retransmit base over UDP (RTT estimate)
     send_date_header: bool = True  # Date on REGISTER 200 OK (devices set their clock from it)
     upstreams: list[SipUpstreamSettings] = []  # superior platforms (cascade)
+    # SUBSCRIBE to each device on every (re)connection; refreshed before expiry
+    subscribe: list[Literal["catalog", "alarm", "mobile_position"]] = ["catalog", "alarm"]
+    subscribe_expires_s: int = Field(3600, ge=10, le=86400)
+    mobile_position_interval_s: int = Field(5, ge=1, le=3600)
 
     @field_validator("server_id")
     @classmethod
@@ -176,7 +181,7 @@ class MediaSettings(Section):
     transport: Literal["udp", "tcp-passive", "tcp-active"] = "udp"
     stream_timeout_s: float = Field(10.0, gt=0)
     idle_close_s: float = Field(30.0, ge=0)  # BYE after the last consumer left
-    keep_audio: bool = False
+    keep_audio: bool = True  # demux G.711A/U and AAC from PS for recording and live viewers
 
     @model_validator(mode="after")
     def _check_range(self) -> MediaSettings:
@@ -199,6 +204,12 @@ class RecordingSettings(Section):
     retention_interval_s: float = Field(60.0, gt=0)  # how often retention runs
     max_export_s: float = Field(3600.0, gt=0)  # longest clip one export may cover
     playback_ttl_hours: float = Field(2.0, gt=0)  # NVR playback copies kept this long
+    audio: bool = True  # record the camera's audio (AAC as is, G.711 transcoded to AAC)
+    download_max_s: float = Field(14400.0, gt=0)  # longest range one download job may cover
+    download_concurrent: int = Field(2, ge=1, le=64)  # download jobs running at once; more wait
+    download_retries: int = Field(3, ge=0, le=20)  # resumed INVITEs after a stall, per job
+    download_retry_s: float = Field(5.0, gt=0)  # wait before the first of them (then doubled)
+    download_ttl_hours: float = Field(72.0, gt=0)  # finished download MP4s kept this long
 
 
 class AnalyzerSettings(Section):
@@ -207,6 +218,8 @@ class AnalyzerSettings(Section):
     enabled: bool = True
     workers: int = Field(1, ge=1)
     providers: list[str] = []  # empty → best available (TensorRT, CUDA, CPU)
+    precision: Literal["auto", "fp32", "int8", "fp16"] = "auto"  # model file; auto → by provider
+    device_id: int = Field(0, ge=0)  # GPU used by the CUDA / TensorRT providers
     models_dir: Path | None = None  # empty → server.data_dir/models
     device_code: str = "VMS-AI-0001"  # DEVICE_CODE of this analysis device (Tables 2-4)
     threads: int = Field(1, ge=1)  # onnxruntime intra-op threads per worker process
@@ -277,6 +290,7 @@ class LiveSettings(Section):
     max_sessions_per_user: int = Field(32, ge=1)  # e.g. two browsers with a 16-tile wall
     connect_timeout_s: float = Field(20.0, gt=0)  # a peer not connected by then is closed
     viewer_queue: int = Field(120, ge=8)  # frames buffered per viewer before skipping to a keyframe
+    audio: bool = True  # send the camera's G.711 (PCMA/PCMU) as is to viewers who offer audio
 
     @field_validator("ice_addresses")
     @classmethod

@@ -32,4 +32,7 @@ class Services:
     ingest: Any = None  # vms.ingest.service.IngestService
     warnings: Any = None  # vms.warning.engine.WarningEngine
     supervision: Any = None  # vms.supervision.service.Supervision
+    playback: Any = None  # vms.recording.playback_sessions.PlaybackSessions
+    downloads: Any = None  # vms.recording.downloads.Downloads
+    cascade: Any = None  # vms.cascade.service.CascadeService
     extra: dict[str, Any] = field(default_factory=dict)

@@ -9,6 +9,7 @@ the two values it needs from other sections are named here.
 from __future__ import annotations
 
 from sip.server import SipServer
+from vms.cascade import attach as attach_cascade
 from vms.logging import get_logger
 from vms.services import Services
 from vms.sip_store import DbDeviceStore
@@ -30,12 +31,14 @@ class SipComponent:
         self.services = services
         self.server = sip_server(services)
         services.sip = self.server
+        self.cascade = attach_cascade(services, self.server)  # what superiors see and get
 
     async def start(self) -> None:
         await self.server.start()  # and registers with each of sip.upstreams
 
     async def stop(self) -> None:
         await self.server.close()
+        await self.cascade.close()
 
 
 def sip_component(services: Services) -> SipComponent | None:

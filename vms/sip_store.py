@@ -2,9 +2,9 @@
 
 All database work goes through ``db.run`` so the SIP loop never waits on it.  State
 changes are also published on the event bus (``device.online``, ``device.offline``,
-``device.alarm``, ``device.status``, ``catalog.updated``).  Keepalive writes are coalesced: one
-row update per device per half interval is plenty for "last seen" and spares the database 10 k
-writes a minute.
+``device.alarm``, ``device.position``, ``device.status``, ``catalog.updated``).  Keepalive
+writes are coalesced: one row update per device per half interval is plenty for "last seen"
+and spares the database 10 k writes a minute.
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sip.manscdp import AlarmNotify, CatalogItem, DeviceInfo, DeviceStatusInfo
+from sip.manscdp import CatalogItem, DeviceInfo, DeviceStatusInfo
+from sip.notify import AlarmNotify, CatalogEvent, MobilePosition
 from sip.store import DeviceRecord
 from storage.models import Channel, Device, DeviceEvent, DeviceStatus
+from vms import catalog_events, device_alarms
 from vms.logging import get_logger
 from vms.services import Services
 
@@ -47,6 +51,7 @@ class DbDeviceStore:
         self._keepalive_written: dict[str, float] = {}
         self._catalog_locks: dict[str, asyncio.Lock] = {}
         self._keepalive_every = services.settings.sip.keepalive_interval_s / 2
+        self._tz = ZoneInfo(services.settings.server.timezone)  # device clocks' zone
 
     async def get_device(self, device_id: str) -> DeviceRecord | None:
         def fn(s: Session) -> DeviceRecord | None:
@@ -146,6 +151,7 @@ class DbDeviceStore:
                 ch.civil_code = item.civil_code[:20]
                 ch.address = item.address[:200]
                 ch.ptz_type = item.ptz_type
+                ch.secrecy = item.secrecy
                 ch.longitude, ch.latitude = item.longitude, item.latitude
             if complete:  # channels the device no longer lists: keep config, mark off
                 listed = {i.device_id for i in channels}
@@ -202,24 +208,58 @@ class DbDeviceStore:
         self.events.publish("device.status", device_id=device_id, org_id=org_id, **detail)
 
     async def save_alarm(self, device_id: str, alarm: AlarmNotify) -> None:
-        detail = {
-            "source_id": alarm.device_id,
-            "priority": alarm.priority,
-            "method": alarm.method,
-            "type": alarm.alarm_type,
-            "time": alarm.time,
-            "description": alarm.description[:200],
-        }
+        """Committed before the device is acknowledged; then pushed as ``device.alarm``."""
 
-        def fn(s: Session) -> int | None:
+        def fn(s: Session) -> dict[str, Any] | None:
             d = _device(s, device_id)
             if d is None:
                 return None
-            s.add(DeviceEvent(device_pk=d.id, kind="alarm", detail=detail))
-            return d.org_id
+            return device_alarms.push_data(s, device_alarms.store_alarm(s, d, alarm, self._tz))
 
-        org_id = await self.db.run(fn)
-        self.events.publish("device.alarm", device_id=device_id, org_id=org_id, **detail)
+        data = await self.db.run(fn)
+        if data is not None:
+            self.events.publish("device.alarm", **data)
+
+    async def apply_catalog_events(self, device_id: str, events: list[CatalogEvent]) -> None:
+        """A device's catalog changes (ADD/DEL/UPDATE/ON/OFF/...), as ``catalog.updated``."""
+
+        def fn(s: Session) -> tuple[int, int | None, dict[str, int]]:
+            d = _device(s, device_id)
+            if d is None:
+                return 0, None, {}
+            counts = catalog_events.apply_events(s, d, events)
+            return d.channel_count, d.org_id, counts
+
+        lock = self._catalog_locks.setdefault(device_id, asyncio.Lock())
+        async with lock:
+            count, org_id, counts = await self.db.run(fn)
+        if counts:
+            self.events.publish(
+                "catalog.updated",
+                device_id=device_id,
+                org_id=org_id,
+                channels=count,
+                complete=False,
+                events=counts,
+            )
+
+    async def save_position(self, device_id: str, position: MobilePosition) -> None:
+        def fn(s: Session) -> bool:
+            d = _device(s, device_id)
+            if d is None:
+                return False
+            device_alarms.store_position(s, d, position, self._tz)
+            return True
+
+        if await self.db.run(fn):
+            self.events.publish(
+                "device.position",
+                device_id=device_id,
+                target_id=position.device_id,
+                longitude=position.longitude,
+                latitude=position.latitude,
+                time=position.time,
+            )
 
     async def list_channels(self) -> list[CatalogItem]:
         def fn(s: Session) -> list[CatalogItem]:
@@ -242,6 +282,7 @@ class DbDeviceStore:
                     longitude=c.longitude,
                     latitude=c.latitude,
                     ptz_type=c.ptz_type,
+                    secrecy=c.secrecy,
                 )
                 for c, dev_id in rows
             ]

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
@@ -295,6 +295,8 @@ class DeviceRangesOut(BaseModel):
 class PlaybackIn(BaseModel):
     start: datetime
     end: datetime
+    # 1: a Playback INVITE (real time); more: a Download INVITE at a=downloadspeed:N
+    speed: int = Field(1, ge=1, le=16)
 
 
 def _channel_device(services: Services, caller: Caller, channel_id: str) -> tuple[str, str]:
@@ -333,15 +335,16 @@ async def device_records(
 async def start_device_playback(
     channel_id: str, body: PlaybackIn, caller: CallerDep, services: ServicesDep
 ) -> dict[str, Any]:
-    """Copy a range from the NVR (Playback INVITE) into temporary segments; poll the job, then
-    play ``playlist.m3u8?source=playback`` for the same range."""
+    """Copy a range from the NVR (Playback INVITE, or Download at ``speed`` ×) into temporary
+    segments; poll the job, then play ``playlist.m3u8?source=playback`` for the same range.
+    To watch the NVR's recording at once, under control, use ``/api/playback/sessions``."""
     start, end = window(body.start, body.end, services.settings.recording.max_export_s)
     _, device_id = await asyncio.to_thread(_channel_device, services, caller, channel_id)
     recorder = services.recorder
     if recorder is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "recording is disabled")
     try:
-        job = recorder.playback.start(channel_id, device_id, start, end)
+        job = recorder.playback.start(channel_id, device_id, start, end, body.speed)
     except PlaybackUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     return _job_out(job)

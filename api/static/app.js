@@ -2,6 +2,7 @@
 // sensors (live values, trends), sensor warnings (escalation, handling) and offline supervision.
 import { ApiError, api, login, logout, session } from "./js/api.js";
 import { AlarmPush, AlarmsView } from "./js/alarms.js";
+import { DeviceAlarmsPanel, deviceAlarmToast } from "./js/device_alarms.js";
 import { renderDevices } from "./js/devices.js";
 import { LiveWall } from "./js/live.js";
 import { ReplayView } from "./js/replay.js";
@@ -22,6 +23,7 @@ const actions = {
 
 let wall = null; // built after login: its saved layout belongs to the user
 let alarmsView = new AlarmsView(actions);
+let deviceAlarms = new DeviceAlarmsPanel(actions); // GB28181 alarms of NVRs and cameras
 let replayView = new ReplayView();
 let sensorsView = new SensorsView(actions);
 let warningsView = new WarningsView(actions);
@@ -44,6 +46,7 @@ let current = null;
 // warnings view, the nav badge, the alarm panel and the wall (linked cameras come up).
 push.on(msg => {
   const kind = msg.kind || "", data = msg.data || {};
+  if (kind === "device.alarm") { deviceAlarms.onEvent(data); deviceAlarmToast(push, data, actions); return; }
   if (kind === "sensor.values") sensorsView.onValues(data);
   else if (kind === "sensor.state") sensorsView.onState(data);
   if (!kind.startsWith("warning.")) return;
@@ -70,7 +73,7 @@ async function go(name, args = {}) {
   try {
     if (name === "devices") await renderDevices(root, actions);
     else if (name === "live") { if (!root.firstChild) await wall.mount(root); }
-    else if (name === "alarms") await alarmsView.mount(root);
+    else if (name === "alarms") { await alarmsView.mount(root); await deviceAlarms.mount(root); }
     else if (name === "replay") await replayView.mount(root, args.channelId, args.at);
     else if (name === "sensors") await sensorsView.mount(root);
     else if (name === "warnings") await warningsView.mount(root, args.warningId);
@@ -138,6 +141,7 @@ session.onLogout = () => {
   VIEWS.forEach(v => $("view-" + v).replaceChildren());
   wall = null;
   alarmsView = new AlarmsView(actions);
+  deviceAlarms = new DeviceAlarmsPanel(actions);
   replayView = new ReplayView();
   sensorsView = new SensorsView(actions);
   warningsView = new WarningsView(actions);

@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--keepalive", type=float, default=60.0, help="keepalive interval, seconds")
     p.add_argument("--expires", type=int, default=3600)
     p.add_argument("--video", type=Path, default=None, help="H.264 (or any) video file to stream")
+    p.add_argument("--codec", choices=["h264", "h265"], default="h264", help="video in the PS")
+    p.add_argument(
+        "--audio", choices=["", "pcma", "pcmu", "aac"], default="", help="audio in the PS (a tone)"
+    )
     p.add_argument("--local-host", default="127.0.0.1", help="address the NVRs bind to")
     p.set_defaults(func=cmd_sim_device)
 
@@ -61,6 +65,8 @@ async def _run(args: argparse.Namespace) -> None:
                 keepalive_interval_s=args.keepalive,
                 expires_s=args.expires,
                 video=args.video,
+                codec=args.codec,
+                audio=args.audio,
                 local_host=args.local_host,
             )
         )

@@ -1,1 +1,1 @@
-"""WebRTC live view: the hub's H.264 forwarded to browsers without re-encoding."""
+"""WebRTC live view: the hub's H.264 and G.711 audio forwarded to browsers without re-encoding."""

@@ -4,7 +4,9 @@ The hub already fans out to its consumers; pulling once per channel here keeps
 the hub's consumer count (and its statistics) at one "live" consumer however
 many browsers watch, and lets the live service drop a viewer without touching
 the hub.  Each viewer gets its own bounded :class:`Subscription`, so a slow
-browser skips to the next keyframe without holding back the others.
+browser skips to the next keyframe without holding back the others.  With audio on,
+the channel's one hub subscription takes the camera's audio too, and a viewer's
+audio track reads its own audio-only subscription.
 """
 
 from __future__ import annotations
@@ -22,23 +24,37 @@ log = get_logger("vms.live.relay")
 class Hub(Protocol):
     """The part of ``vms.media.hub.StreamHub`` the live view uses."""
 
-    def subscribe(self, channel_id: str, name: str, maxlen: int = 256) -> Subscription: ...
+    def subscribe(
+        self, channel_id: str, name: str, maxlen: int = 256, *, audio: bool = False
+    ) -> Subscription: ...
 
 
 class ChannelRelay:
     """Pulls one channel from the hub and copies each unit to its viewers."""
 
-    def __init__(self, hub: Hub, channel_id: str, viewer_maxlen: int) -> None:
+    def __init__(self, hub: Hub, channel_id: str, viewer_maxlen: int, audio: bool = False) -> None:
         self.channel_id = channel_id
         self.viewer_maxlen = viewer_maxlen
         self.viewers: set[Subscription] = set()
         self.units = 0
-        self._source = hub.subscribe(channel_id, f"live:{channel_id}", maxlen=viewer_maxlen)
+        name = f"live:{channel_id}"
+        if audio:
+            self._source = hub.subscribe(channel_id, name, maxlen=viewer_maxlen, audio=True)
+        else:
+            self._source = hub.subscribe(channel_id, name, maxlen=viewer_maxlen)
         self._task = asyncio.create_task(self._pump(), name=f"live-relay-{channel_id}")
 
-    def attach(self, name: str) -> Subscription:
-        """A new viewer queue; it starts at the channel's next keyframe."""
-        sub = Subscription(self.channel_id, name, self.viewer_maxlen, on_close=self._detach)
+    def attach(self, name: str, *, audio: bool = False, video: bool = True) -> Subscription:
+        """A new viewer queue; video starts at the channel's next keyframe (``video=False,
+        audio=True``: the viewer's audio track)."""
+        sub = Subscription(
+            self.channel_id,
+            name,
+            self.viewer_maxlen,
+            on_close=self._detach,
+            audio=audio,
+            video=video,
+        )
         self.viewers.add(sub)
         return sub
 
@@ -82,21 +98,24 @@ class ChannelRelay:
 class RelayPool:
     """Creates a channel's relay on its first viewer and closes it after its last."""
 
-    def __init__(self, hub_getter: Any, viewer_maxlen: int = 120) -> None:
+    def __init__(self, hub_getter: Any, viewer_maxlen: int = 120, audio: bool = False) -> None:
         self._hub_getter = hub_getter
         self._viewer_maxlen = viewer_maxlen
+        self._audio = audio
         self._relays: dict[str, ChannelRelay] = {}
 
-    def attach(self, channel_id: str, name: str) -> Subscription:
+    def attach(
+        self, channel_id: str, name: str, *, audio: bool = False, video: bool = True
+    ) -> Subscription:
         relay = self._relays.get(channel_id)
         if relay is None:
             hub = self._hub_getter()
             if hub is None:
                 raise LookupError("the media hub is not running")
-            relay = ChannelRelay(hub, channel_id, self._viewer_maxlen)
+            relay = ChannelRelay(hub, channel_id, self._viewer_maxlen, self._audio)
             self._relays[channel_id] = relay
             log.info("live relay opened", channel_id=channel_id)
-        return relay.attach(name)
+        return relay.attach(name, audio=audio, video=video)
 
     async def release_idle(self) -> None:
         """Close relays nobody watches any more (their hub subscription goes with them)."""

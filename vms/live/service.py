@@ -25,10 +25,11 @@ from aiortc import (
 
 from vms.config import LiveSettings
 from vms.logging import get_logger
-from vms.media.frames import Codec
+from vms.media.frames import Codec, Subscription
 from vms.services import Services
 
 from . import ice
+from .audio import add_audio, camera_audio, offers_audio
 from .relay import RelayPool
 from .track import PassthroughVideoTrack
 
@@ -56,6 +57,7 @@ class LiveSession:
     track: PassthroughVideoTrack
     answer_sdp: str = ""
     created: float = field(default_factory=time.monotonic)
+    audio: Any = None  # the PassthroughAudioTrack of a G.711 camera, when the offer took audio
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,8 @@ class LiveSession:
             "bytes": self.track.bytes,
             "gaps": self.track.gaps,
             "keyframe_requests": self.track.keyframe_requests,
+            "audio": (self.audio.codec or "pending") if self.audio is not None else None,
+            "audio_units": self.audio.units if self.audio is not None else 0,
         }
 
 
@@ -88,7 +92,7 @@ class LiveService:
         self.services = services
         self.settings = settings
         self.sessions: dict[str, LiveSession] = {}
-        self.relays = RelayPool(lambda: services.media, settings.viewer_queue)
+        self.relays = RelayPool(lambda: services.media, settings.viewer_queue, settings.audio)
         self._last_keyframe_request: dict[str, float] = {}
         self._janitor: asyncio.Task[None] | None = None
 
@@ -110,8 +114,12 @@ class LiveService:
         servers = [RTCIceServer(url) for url in self.settings.stun_urls]
         return RTCConfiguration(iceServers=servers)
 
-    async def answer(self, channel_id: str, offer_sdp: str, user: str = "") -> LiveSession:
-        """Answer a browser's offer for ``channel_id``; the answer carries all our candidates."""
+    async def answer(
+        self, channel_id: str, offer_sdp: str, user: str = "", source: Subscription | None = None
+    ) -> LiveSession:
+        """Answer a browser's offer for ``channel_id``; the answer carries all our candidates.
+
+        ``source`` (an NVR playback's units) takes the place of the channel's live relay."""
         if len(offer_sdp.encode()) > MAX_OFFER_BYTES:
             raise LiveError(413, "SDP offer too large")
         if "m=video" not in offer_sdp:
@@ -123,13 +131,16 @@ class LiveService:
         if user and mine >= self.settings.max_sessions_per_user:
             limit = self.settings.max_sessions_per_user
             raise LiveError(429, f"{user} already watches {limit} cameras (close some tiles)")
-        self._check_codec(channel_id)
         session_id = uuid.uuid4().hex
-        try:
-            subscription = self.relays.attach(channel_id, f"viewer:{session_id[:8]}")
-        except LookupError as exc:
-            raise LiveError(503, str(exc)) from None
-        self._request_keyframe(channel_id)  # a new viewer need not wait out a long GOP
+        if source is None:
+            self._check_codec(channel_id)
+            try:
+                subscription = self.relays.attach(channel_id, f"viewer:{session_id[:8]}")
+            except LookupError as exc:
+                raise LiveError(503, str(exc)) from None
+            self._request_keyframe(channel_id)  # a new viewer need not wait out a long GOP
+        else:
+            subscription = source
         track = PassthroughVideoTrack(subscription, self._request_keyframe)
         pc = RTCPeerConnection(self._configuration())
         session = LiveSession(session_id, channel_id, user, pc, track)
@@ -140,6 +151,10 @@ class LiveService:
             sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
             transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
             transceiver.setCodecPreferences(h264_preferences())
+            if source is None and self.settings.audio and offers_audio(offer_sdp):
+                known = camera_audio(self.services.media, channel_id)
+                name = f"viewer-audio:{session_id[:8]}"
+                session.audio = add_audio(pc, self.relays, channel_id, name, known)
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             answer = await pc.createAnswer()
             with ice.host_addresses(self.settings.ice_addresses):
@@ -171,6 +186,8 @@ class LiveService:
         if session is None:
             return False
         session.track.stop()
+        if session.audio is not None:
+            session.audio.stop()
         await session.pc.close()
         await self.relays.release_idle()
         log.info("live session closed", session_id=session_id, units=session.track.units)

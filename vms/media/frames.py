@@ -1,8 +1,11 @@
-"""What flows out of the stream hub: H.264/H.265 access units, never decoded.
+"""What flows out of the stream hub: H.264/H.265 access units and the camera's audio,
+never decoded.
 
 Recorder, live viewers and the analyzer sampler each hold a
 :class:`Subscription`: a bounded queue that, when its consumer falls behind,
 drops frames up to the next keyframe instead of blocking the hub or growing.
+Audio reaches only the subscriptions that ask for it (``audio=True``), so a
+video-only consumer never sees an :class:`AudioUnit`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,14 @@ from dataclasses import dataclass
 class Codec(enum.StrEnum):
     h264 = "h264"
     h265 = "h265"
+
+
+class AudioCodec(enum.StrEnum):
+    """Audio a GB28181 PS carries that we keep (PSM stream types 0x90, 0x91, 0x0F)."""
+
+    pcma = "pcma"  # G.711 A-law, 8 kHz mono
+    pcmu = "pcmu"  # G.711 µ-law, 8 kHz mono
+    aac = "aac"  # AAC in ADTS frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +60,37 @@ class Gap:
     wallclock: float = 0.0
 
 
-Item = AccessUnit | Gap
+@dataclass(frozen=True, slots=True)
+class AudioUnit:
+    """Audio as the camera sent it: G.711 samples (one byte each), or one ADTS AAC frame.
+
+    ``pts`` is on the video's 90 kHz clock (PS audio and video share the SCR base), so a
+    consumer keeps the two in step without any conversion.
+    """
+
+    channel_id: str
+    pts: int
+    data: bytes
+    codec: AudioCodec
+    sample_rate: int = 8000
+    channels: int = 1
+    wallclock: float = 0.0
+
+    @property
+    def samples(self) -> int:
+        """Samples per channel in ``data`` (an ADTS frame holds 1024)."""
+        if self.codec is AudioCodec.aac:
+            return 1024
+        return len(self.data) // max(self.channels, 1)
+
+    @property
+    def duration(self) -> int:
+        """Length on the 90 kHz clock."""
+        return self.samples * 90000 // max(self.sample_rate, 1)
+
+
+Item = AccessUnit | Gap | AudioUnit
+AUDIO_ALLOWANCE = 4  # a mixed subscription holds at most maxlen × this many items in all
 
 
 class Subscription:
@@ -59,6 +100,13 @@ class Subscription:
     ``await get()`` or ``async for``.  On overflow the queue is emptied and
     frames are skipped until the next keyframe, with one :class:`Gap` marking it.
     A new subscription also starts at a keyframe.
+
+    ``audio=True`` adds the camera's audio units; ``maxlen`` still counts video frames
+    only (audio never makes a recorder drop video), the whole queue is bounded by
+    ``maxlen × AUDIO_ALLOWANCE``, and audio waits for the first keyframe like video so a
+    recording or a viewer starts with both.  ``video=False`` (with ``audio=True``) is an
+    audio-only view: no keyframe wait, at most ``maxlen`` units, the oldest half dropped
+    on overflow.
     """
 
     def __init__(
@@ -67,20 +115,34 @@ class Subscription:
         name: str,
         maxlen: int = 256,
         on_close: Callable[[Subscription], None] | None = None,
+        *,
+        audio: bool = False,
+        video: bool = True,
     ) -> None:
         self.channel_id = channel_id
         self.name = name
         self.maxlen = maxlen
+        self.audio = audio
+        self.video = video
         self.dropped = 0
+        self.dropped_audio = 0
         self.delivered = 0
         self.closed = False
         self._queue: deque[Item] = deque()
+        self._audio_queued = 0
         self._ready = asyncio.Event()
-        self._wait_keyframe = True
+        self._wait_keyframe = video
         self._on_close = on_close
 
     def offer(self, item: Item) -> None:
         if self.closed:
+            return
+        if item.__class__ is AudioUnit:
+            self._offer_audio(item)  # type: ignore[arg-type]
+            return
+        if not self.video:
+            if isinstance(item, Gap):
+                self._push(item)
             return
         if isinstance(item, Gap):
             self._wait_keyframe = True
@@ -91,15 +153,34 @@ class Subscription:
                 self.dropped += 1
                 return
             self._wait_keyframe = False
-        if len(self._queue) >= self.maxlen:
-            self.dropped += len(self._queue) + 1
+        queued = len(self._queue)
+        if queued - self._audio_queued >= self.maxlen or queued >= self.maxlen * AUDIO_ALLOWANCE:
+            self.dropped += queued - self._audio_queued + 1
+            self.dropped_audio += self._audio_queued
             self._queue.clear()
+            self._audio_queued = 0
             self._wait_keyframe = not item.keyframe
             self._push(Gap(item.channel_id, "slow-consumer", item.wallclock))
             if item.keyframe:
                 self._push(item)
             return
         self._push(item)
+
+    def _offer_audio(self, unit: AudioUnit) -> None:
+        if not self.audio:
+            return
+        if self.video:
+            if self._wait_keyframe or len(self._queue) >= self.maxlen * AUDIO_ALLOWANCE:
+                self.dropped_audio += 1  # before the first keyframe, or while video overflows
+                return
+        elif len(self._queue) >= self.maxlen:
+            for _ in range(self.maxlen // 2):  # an audio-only consumer fell behind: drop the oldest
+                if self._queue.popleft().__class__ is AudioUnit:
+                    self._audio_queued -= 1
+                    self.dropped_audio += 1
+            self._queue.appendleft(Gap(unit.channel_id, "slow-consumer", unit.wallclock))
+        self._audio_queued += 1
+        self._push(unit)
 
     def _push(self, item: Item) -> None:
         self._queue.append(item)
@@ -116,7 +197,10 @@ class Subscription:
             self._ready.clear()
             await self._ready.wait()
         self.delivered += 1
-        return self._queue.popleft()
+        item = self._queue.popleft()
+        if item.__class__ is AudioUnit:
+            self._audio_queued -= 1
+        return item
 
     def __aiter__(self) -> AsyncIterator[Item]:
         return self

@@ -47,7 +47,10 @@ RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
 BIND_ATTEMPTS = 20  # ports tried when some in the range are taken by other processes
 WATCH_INTERVAL_S = 0.1
-IFRAME_COMMAND = "<IFameCmd>Send</IFameCmd>\r\n"  # GB28181 A.2.3 (the standard's spelling)
+DRAIN_QUIET_S = 0.4  # after a playback's end: packets stopped this long → all arrived
+DRAIN_MAX_S = 3.0
+# GB28181-2016 A.2.3 spells it IFameCmd, 2022 IFrameCmd: both are sent, each side reads its own
+IFRAME_COMMAND = "<IFameCmd>Send</IFameCmd>\r\n<IFrameCmd>Send</IFrameCmd>\r\n"
 
 
 class StreamHub:
@@ -92,13 +95,17 @@ class StreamHub:
 
     # --- public API --------------------------------------------------------
 
-    def subscribe(self, channel_id: str, name: str, maxlen: int = 256) -> Subscription:
-        """Register demand for a channel's live stream; starts the pull if needed."""
+    def subscribe(
+        self, channel_id: str, name: str, maxlen: int = 256, *, audio: bool = False
+    ) -> Subscription:
+        """Register demand for a channel's live stream; starts the pull if needed.
+
+        ``audio=True``: the camera's audio units come too (``media.keep_audio``)."""
         stream = self._live.get(channel_id)
         if stream is None:
             stream = self._live[channel_id] = Stream(StreamKey(channel_id))
             self._start_pull(stream)
-        return self._attach(stream, name, maxlen)
+        return self._attach(stream, name, maxlen, audio)
 
     def open_playback(
         self,
@@ -107,17 +114,45 @@ class StreamHub:
         end: datetime,
         name: str = "playback",
         maxlen: int = 1024,
+        *,
+        mode: PlayMode | str = PlayMode.playback,
+        download_speed: int = 1,
+        audio: bool = False,
     ) -> tuple[StreamKey, Subscription]:
-        """Replay a range from the device's own storage (GB28181 Playback INVITE).
+        """Replay a range from the device's own storage (GB28181 Playback INVITE), or
+        fetch it at ``download_speed`` × real time (``mode="download"``, s=Download).
 
-        The subscription ends (iteration stops) when the device finishes the range.
+        The subscription ends (iteration stops) when the device finishes the range;
+        :meth:`playback_stream` tells how it ended.
         """
+        mode = PlayMode.parse(mode)
+        if mode is PlayMode.live:
+            raise ValueError("open_playback replays history: use subscribe() for live")
         if end <= start:
             raise ValueError("playback end must be after start")
-        key = StreamKey(channel_id, PlayMode.playback, start, end, next(self._serial))
-        stream = self._playback[key] = Stream(key)
+        key = StreamKey(channel_id, mode, start, end, next(self._serial))
+        stream = self._playback[key] = Stream(key, download_speed=max(1, download_speed))
         self._start_pull(stream)
-        return key, self._attach(stream, name, maxlen)
+        return key, self._attach(stream, name, maxlen, audio)
+
+    def playback_stream(self, key: StreamKey) -> Stream | None:
+        """An open playback or download stream (state, session, end reason); None once closed."""
+        return self._playback.get(key)
+
+    async def control_playback(
+        self,
+        key: StreamKey,
+        *,
+        scale: float | None = None,
+        seek_s: float | None = None,
+        pause: bool | None = None,
+    ) -> None:
+        """MANSRTSP to the device of a playback: pause, resume, Scale, seek (npt seconds from
+        the range's start); see :meth:`Stream.control`.  LookupError: not running (yet)."""
+        stream = self._playback.get(key)
+        if stream is None:
+            raise LookupError("the playback is not running")
+        await stream.control(self.services.sip, scale=scale, seek_s=seek_s, pause=pause)
 
     def publish(self, item: AccessUnit | Gap) -> None:
         """Fan a unit out to the channel's live subscriptions (receive path and tests)."""
@@ -175,11 +210,13 @@ class StreamHub:
 
     # --- subscriptions ---------------------------------------------------------
 
-    def _attach(self, stream: Stream, name: str, maxlen: int) -> Subscription:
+    def _attach(self, stream: Stream, name: str, maxlen: int, audio: bool = False) -> Subscription:
         if stream.idle_timer is not None:
             stream.idle_timer.cancel()
             stream.idle_timer = None
-        sub = Subscription(stream.key.channel_id, name, maxlen, on_close=self._detach(stream))
+        sub = Subscription(
+            stream.key.channel_id, name, maxlen, on_close=self._detach(stream), audio=audio
+        )
         stream.subs.append(sub)
         return sub
 
@@ -288,16 +325,19 @@ class StreamHub:
                 backoff = min(backoff * 2, self.retry_max_s)
 
     def _lost(self, stream: Stream, reason: str, got_data: bool) -> None:
-        """Tell consumers (a Gap, if they had frames) and the event bus."""
+        """Tell consumers (a Gap, if they had frames) and the event bus; a playback or
+        download the device ended (MediaStatus 121, BYE) is ``stream.ended``, not a loss."""
         invited = stream.state == "receiving"
         stream.state = "lost"
-        if got_data and (stream.key.mode is PlayMode.live or not stream.ended_by_device):
+        finished = stream.key.mode is not PlayMode.live and stream.ended_by_device
+        if got_data and not finished:
             stream.deliver(Gap(stream.key.channel_id, "stream-lost", time.time()))
         kind = "stream.lost" if invited or got_data else "stream.failed"
+        kind = "stream.ended" if finished else kind
         self.services.events.publish(
             kind, channel_id=stream.key.channel_id, mode=stream.key.mode.value, reason=reason
         )
-        log.warning(kind, channel=stream.key.channel_id, reason=reason)
+        (log.info if finished else log.warning)(kind, channel=stream.key.channel_id, reason=reason)
 
     async def _device_of(self, channel_id: str) -> str:
         def query(s: Any) -> str | None:
@@ -354,7 +394,14 @@ class StreamHub:
             port, receiver = await self._bind(ingest, transport)
             stream.port, stream.ssrc, stream.ingest, stream.demuxer = port, ssrc, ingest, demuxer
             offer = MediaOffer(self.settings.sdp_ip, port, ssrc, transport)
-            request = PlayRequest(stream.device_id, key.channel_id, key.mode, key.start, key.end)
+            request = PlayRequest(
+                stream.device_id,
+                key.channel_id,
+                key.mode,
+                key.start,
+                key.end,
+                download_speed=stream.download_speed,
+            )
             session = stream.session = await sip.play(request, offer)
             answer = session.answer
             if answer.ssrc and answer.ssrc != ssrc:
@@ -400,8 +447,21 @@ class StreamHub:
         stream.receiver = receiver
         try:
             await stream.ended.wait()
+            if stream.ended_by_device and stream.key.mode is not PlayMode.live:
+                await self._drain(stream)
         finally:
             stream.receiver = None
+
+    @staticmethod
+    async def _drain(stream: Stream) -> None:
+        """The device said the file is over (MediaStatus 121, BYE), but the SIP message may
+        overtake the media's last packets: receive until they have stopped coming."""
+        ended = time.monotonic()
+        while time.monotonic() - ended < DRAIN_MAX_S:
+            last = max(stream.stats.last_packet_at or 0.0, ended)
+            if time.monotonic() - last > DRAIN_QUIET_S:
+                return
+            await asyncio.sleep(WATCH_INTERVAL_S / 2)
 
     async def _ticker(self) -> None:
         """One timer for all streams: reorder holes, receive timeouts, cut TCP links."""
@@ -415,7 +475,7 @@ class StreamHub:
                     continue
                 ingest.tick(now)
                 last = max(stream.stats.last_packet_at or 0.0, stream.invited_at)
-                if now - last > timeout:
+                if now - last > timeout and not stream.paused:  # paused: no RTP is expected
                     stream.end_reason = f"no RTP for {timeout:g} s"
                     stream.ended.set()
                 elif (

@@ -7,7 +7,8 @@ picture, AUD/SPS/PPS/SEI after a picture), which is exact whatever the packing
 (NVRs: one frame per PES; ffmpeg: 2 KiB packs that straddle frames).  The RTP
 marker bit cuts a frame early once the sender has shown its markers fall on
 frame ends.  Output starts at a keyframe with parameter sets, and again after
-any loss, with a :class:`Gap` before it.
+any loss, with a :class:`Gap` before it.  With ``keep_audio`` the audio PES
+(G.711A/U, AAC) come out at once as audio units on the video's clock.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import h26x
-from .frames import AccessUnit, Codec, Gap
+from . import audio, h26x
+from .frames import AccessUnit, AudioCodec, AudioUnit, Codec, Gap
 
 PACK_START_CODE = b"\x00\x00\x01\xba"
 START_CODE = b"\x00\x00\x01"
@@ -34,24 +35,14 @@ STREAM_TYPE_H264 = 0x1B
 STREAM_TYPE_H265 = 0x24
 STREAM_TYPE_MPEG4 = 0x10
 STREAM_TYPE_SVAC_VIDEO = 0x80
-STREAM_TYPE_AAC = 0x0F
-STREAM_TYPE_G711A = 0x90
-STREAM_TYPE_G711U = 0x91
+STREAM_TYPE_AAC = audio.STREAM_TYPE_AAC
+STREAM_TYPE_G711A = audio.STREAM_TYPE_G711A
+STREAM_TYPE_G711U = audio.STREAM_TYPE_G711U
 PSM_VIDEO_CODECS = {STREAM_TYPE_H264: Codec.h264, STREAM_TYPE_H265: Codec.h265}
 
 MAX_ACCESS_UNIT = 8 * 1024 * 1024  # a "frame" longer than this is a broken stream, not video
 MARKER_TRUST_FRAMES = 8  # marker bits that fell on frame ends before we cut on them
 _START4 = b"\x00\x00\x00\x01"
-
-
-@dataclass(frozen=True, slots=True)
-class AudioPacket:
-    """One audio PES payload (kept only when ``media.keep_audio`` is on)."""
-
-    channel_id: str
-    pts: int | None
-    data: bytes
-    stream_type: int | None
 
 
 @dataclass
@@ -64,6 +55,8 @@ class DemuxStats:
     dropped_bytes: int = 0
     bad_psm: int = 0
     oversize: int = 0  # access units dropped for exceeding MAX_ACCESS_UNIT
+    audio_units: int = 0
+    audio_unsupported: int = 0  # audio PES of a codec we do not keep (G.722.1, G.729, ...)
     stream_types: dict[int, int] = field(default_factory=dict)  # stream id → stream_type
 
 
@@ -114,18 +107,21 @@ class PsDemuxer:
         self._marker_at: int | None = None
         self._marker_aligned = 0
         self._marker_broken = False
-        self._out: list[AccessUnit | Gap | AudioPacket] = []
+        self._out: list[AccessUnit | Gap | AudioUnit] = []
+        self._audio_raw: int | None = None  # last audio PTS as sent, and unwrapped
+        self._audio_pts: int | None = None
+        self._audio_next: int | None = None  # where the next audio unit would start
 
     # --- public ------------------------------------------------------------
 
-    def feed(self, payload: bytes) -> list[AccessUnit | Gap | AudioPacket]:
+    def feed(self, payload: bytes) -> list[AccessUnit | Gap | AudioUnit]:
         """Parse one RTP payload; returns the units it completed."""
         self._buf += payload
         self._parse()
         out, self._out = self._out, []
         return out
 
-    def end_of_frame(self) -> list[AccessUnit | Gap | AudioPacket]:
+    def end_of_frame(self) -> list[AccessUnit | Gap | AudioUnit]:
         """The RTP marker bit: the sender says a frame ended here."""
         if self._buf or self._au_start is None or not self._au_vcl:
             return []
@@ -141,7 +137,7 @@ class PsDemuxer:
         out, self._out = self._out, []
         return out
 
-    def mark_loss(self, reason: str = "packet-loss") -> list[AccessUnit | Gap | AudioPacket]:
+    def mark_loss(self, reason: str = "packet-loss") -> list[AccessUnit | Gap | AudioUnit]:
         """Packets were lost: drop partial data, resync, wait for the next keyframe."""
         self.stats.dropped_bytes += len(self._buf)
         self._buf.clear()
@@ -152,7 +148,7 @@ class PsDemuxer:
         self._waiting_key = True
         return [Gap(self.channel_id, reason, self.clock())]
 
-    def flush(self) -> list[AccessUnit | Gap | AudioPacket]:
+    def flush(self) -> list[AccessUnit | Gap | AudioUnit]:
         """End of stream: emit the last complete-looking frame."""
         if self._au_start is not None and self._au_vcl:
             self._emit(self._au_start, len(self._es))
@@ -267,14 +263,50 @@ class PsDemuxer:
 
     def _audio_pes(self, pos: int, size: int, sid: int) -> None:
         start, raw = self._pes_payload(pos, size)
-        self._out.append(
-            AudioPacket(
-                self.channel_id,
-                None if raw is None else raw,
-                bytes(self._buf[start : pos + size]),
-                self.stats.stream_types.get(sid),
+        data = bytes(self._buf[start : pos + size])
+        if not data:
+            return
+        codec = audio.codec_for(self.stats.stream_types.get(sid), data)
+        if codec is None:
+            self.stats.audio_unsupported += 1
+            return
+        pts = self._audio_clock(raw)
+        now = self.clock()
+        if codec is not AudioCodec.aac:
+            self._audio_unit(AudioUnit(self.channel_id, pts, data, codec, wallclock=now))
+            return
+        for header, frame in audio.adts_frames(data):
+            unit = AudioUnit(
+                self.channel_id, pts, frame, codec, header.sample_rate, header.channels, now
             )
-        )
+            self._audio_unit(unit)
+            pts += unit.duration
+
+    def _audio_unit(self, unit: AudioUnit) -> None:
+        self.stats.audio_units += 1
+        self._audio_next = unit.pts + unit.duration
+        self._out.append(unit)
+
+    def _audio_clock(self, raw: int | None) -> int:
+        """An audio PTS unwrapped like the video's (from the video's last one when there is
+        one, so both stay on one clock); without a PTS, right after the previous unit."""
+        if raw is None:
+            if self._audio_next is not None:
+                return self._audio_next
+            return self._last_pts or 0
+        if self._last_raw_pts is not None and self._last_pts is not None:
+            ref_raw, ref = self._last_raw_pts, self._last_pts
+        else:
+            ref_raw, ref = self._audio_raw, self._audio_pts
+        if ref_raw is None or ref is None:
+            pts = raw
+        else:
+            d = (raw - ref_raw) & PTS_MASK
+            if d >= 1 << 32:
+                d -= 1 << 33
+            pts = ref + d
+        self._audio_raw, self._audio_pts = raw, pts
+        return pts
 
     def _psm(self, body: bytes) -> None:
         """program_stream_map: remember stream types; bad lengths are counted, not fatal."""

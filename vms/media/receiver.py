@@ -18,8 +18,8 @@ from rtp.packet import split as split_rtp
 from vms.logging import get_logger
 
 from . import payload as pt_map
-from .frames import AccessUnit, Codec, Gap
-from .ps import AudioPacket, PsDemuxer
+from .frames import AccessUnit, AudioUnit, Codec, Gap
+from .ps import PsDemuxer
 from .reorder import SEQ_MOD, ReorderBuffer, SequenceStats
 from .rtp_h26x import H26xDepacketizer
 from .stats import StreamStats
@@ -28,7 +28,7 @@ from .tcp_framing import TcpDeframer
 log = get_logger("vms.media.receiver")
 
 UDP_RECV_BUFFER = 4 * 1024 * 1024  # ZLM udp_recv_socket_buffer
-Sink = Callable[[AccessUnit | Gap | AudioPacket], None]
+Sink = Callable[[AccessUnit | Gap | AudioUnit], None]
 Parser = PsDemuxer | H26xDepacketizer
 _DROP = object()  # route of a payload type we recognise but cannot parse (MPEG-TS)
 SNIFF_BUFFER = 64  # packets of an unknown payload type held while sniffing
@@ -199,9 +199,9 @@ class RtpIngest:
             for item in parser.mark_loss("connection-lost"):
                 self.sink(item)
 
-    def flush(self) -> list[AccessUnit | Gap | AudioPacket]:
+    def flush(self) -> list[AccessUnit | Gap | AudioUnit]:
         """End of stream: the last whole frame of every parser in use."""
-        out: list[AccessUnit | Gap | AudioPacket] = []
+        out: list[AccessUnit | Gap | AudioUnit] = []
         for parser in self._parsers():
             out += parser.flush()
         return out

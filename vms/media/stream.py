@@ -10,8 +10,8 @@ from typing import Any
 
 from sip.media_api import PlayMode, PlaySession
 
-from .frames import AccessUnit, Gap, Subscription
-from .ps import AudioPacket, PsDemuxer
+from .frames import AccessUnit, AudioUnit, Gap, Subscription
+from .ps import PsDemuxer
 from .receiver import RtpIngest
 from .reorder import SequenceStats
 from .stats import StreamStats
@@ -48,11 +48,14 @@ class Stream:
     attempts: int = 0
     last_error: str = ""
     sequence_done: SequenceStats = field(default_factory=SequenceStats)
-    audio_packets: int = 0
+    audio_packets: int = 0  # audio units received (delivered to the subscriptions taking audio)
+    audio_codec: str | None = None
     retry_delays: list[float] = field(default_factory=list)
     codec: str | None = None
     receiver: Any = None  # the transport object while receiving
     invited_at: float = 0.0  # time.monotonic() of the 200 OK
+    download_speed: int = 1  # a=downloadspeed of a Download INVITE
+    paused: bool = False  # MANSRTSP PAUSE sent: no RTP is expected, so no receive timeout
 
     async def wait_retry(self, delay: float) -> bool:
         """Wait ``delay`` before the next INVITE; True when ``wake`` (the device is back) cut
@@ -65,10 +68,39 @@ class Stream:
             self.wake.clear()
         return True
 
-    def deliver(self, item: AccessUnit | Gap | AudioPacket) -> None:
+    async def control(
+        self,
+        sip: Any,
+        *,
+        scale: float | None = None,
+        seek_s: float | None = None,
+        pause: bool | None = None,
+    ) -> None:
+        """MANSRTSP INFO through ``sip`` (a ``PlayController``) for this playback.  While
+        paused no RTP is expected: the receive timeout waits, and counts again from the
+        command that resumes it (any PLAY)."""
+        session = self.session
+        if session is None or self.state != "receiving":
+            raise LookupError("the playback is not running")
+        was_paused = self.paused
+        if pause:
+            self.paused = True  # before the INFO: the device may stop at once
+        try:
+            await sip.control_playback(session, scale=scale, seek_s=seek_s, pause=pause)
+        except BaseException:
+            self.paused = was_paused
+            raise
+        if not pause and (pause is False or scale is not None or seek_s is not None):
+            self.paused = False
+        self.invited_at = time.monotonic()
+
+    def deliver(self, item: AccessUnit | Gap | AudioUnit) -> None:
         """Fan one unit out; never blocks (each Subscription bounds itself)."""
-        if isinstance(item, AudioPacket):
+        if item.__class__ is AudioUnit:
             self.audio_packets += 1
+            self.audio_codec = item.codec.value  # type: ignore[union-attr]
+            for sub in self.subs:
+                sub.offer(item)
             return
         if isinstance(item, AccessUnit):
             self.stats.on_frame(item.keyframe, item.wallclock)
@@ -114,6 +146,7 @@ class Stream:
             "late": seq.late,
             "loss_pct": round(100 * seq.loss_ratio, 3),
             "audio_packets": self.audio_packets,
+            "audio_codec": self.audio_codec,
             "consumers": [
                 {"name": s.name, "pending": s.pending(), "dropped": s.dropped} for s in self.subs
             ],

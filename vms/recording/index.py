@@ -83,6 +83,7 @@ def store_segment(
         size=scan.size,
         container="ts",
         codec=info.codec,
+        audio_codec=info.audio_codec,
         keyframes=keyframes,
         source=source,
     )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
+from sip.media_api import PlayMode
 from storage.models import RecordingSegment
 from vms.logging import get_logger
 
@@ -43,6 +44,7 @@ class PlaybackJob:
     start: datetime
     end: datetime
     state: str = "starting"  # starting, running, done, failed
+    speed: int = 1  # > 1: fetched with a Download INVITE at this a=downloadspeed
     error: str = ""
     segments: int = 0
     created: float = field(default_factory=time.time)
@@ -57,6 +59,7 @@ class PlaybackJob:
             "state": self.state,
             "error": self.error,
             "segments": self.segments,
+            "speed": self.speed,
         }
 
 
@@ -78,11 +81,15 @@ class DevicePlayback:
         self.recorder = recorder
         self.jobs: dict[str, PlaybackJob] = {}
 
-    def start(self, channel_id: str, device_id: str, start: datetime, end: datetime) -> PlaybackJob:
+    def start(
+        self, channel_id: str, device_id: str, start: datetime, end: datetime, speed: int = 1
+    ) -> PlaybackJob:
+        """Copy ``[start, end]`` from the NVR: in real time (Playback), or at ``speed`` × with a
+        Download INVITE; wall-clock times come from the PTS either way."""
         hub = self.recorder.services.media
         if hub is None or not hasattr(hub, "open_playback") or self.recorder.services.sip is None:
             raise PlaybackUnavailable("no media hub or SIP server for device playback")
-        job = PlaybackJob(uuid.uuid4().hex, channel_id, device_id, start, end)
+        job = PlaybackJob(uuid.uuid4().hex, channel_id, device_id, start, end, speed=max(1, speed))
         job.task = asyncio.create_task(self._run(job), name=f"playback-{job.id[:8]}")
         self.jobs[job.id] = job
         for old in sorted(self.jobs.values(), key=lambda j: j.created)[:-MAX_JOBS]:
@@ -98,13 +105,20 @@ class DevicePlayback:
         try:
             await asyncio.to_thread(self._drop_old_copies, job)
             _, sub = services.media.open_playback(
-                job.channel_id, job.start, job.end, name="recorder-playback"
+                job.channel_id,
+                job.start,
+                job.end,
+                name="recorder-playback",
+                mode=PlayMode.download if job.speed > 1 else PlayMode.playback,
+                download_speed=job.speed,
+                audio=services.settings.recording.audio,  # the copy keeps the camera's audio
             )
             job.state = "running"
             rec = ChannelRecording(
                 self.recorder, job.channel_id, sub, SOURCE, anchor_wall=job.start.timestamp()
             )
-            limit = (job.end - job.start).total_seconds() + services.settings.media.stream_timeout_s
+            span = (job.end - job.start).total_seconds() / job.speed
+            limit = span + services.settings.media.stream_timeout_s
             await asyncio.wait_for(asyncio.shield(rec.task), limit + 30)
             await rec.flush()
             job.segments = rec.segments

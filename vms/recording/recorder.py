@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from storage.models import Channel, Device, DeviceStatus
 from vms.logging import get_logger
-from vms.media.frames import AccessUnit, Gap, Subscription
+from vms.media.frames import AccessUnit, AudioUnit, Gap, Subscription
 from vms.services import Services
 
 from .index import close_schedule_gap, open_schedule_gap, store_gap, store_segment
@@ -86,7 +86,7 @@ class ChannelRecording:
         self.source = source
         self.sub = sub
         self.recorder = recorder
-        self.queue: queue.Queue[Any] = queue.Queue(cfg.queue_frames)
+        self.queue: queue.Queue[Any] = queue.Queue(cfg.queue_frames)  # audio units count too
         self.dropped = 0
         self.segments = 0
         self.gaps = 0
@@ -100,6 +100,7 @@ class ChannelRecording:
             self._on_segment,
             self._on_gap,
             anchor_wall=anchor_wall,
+            audio=sub.audio,  # the subscription says whether audio comes
         )
         self.thread = threading.Thread(target=self._run, name=f"rec-{channel_id}", daemon=True)
         self.thread.start()
@@ -112,11 +113,11 @@ class ChannelRecording:
         except asyncio.CancelledError:
             pass
 
-    def offer(self, item: AccessUnit | Gap) -> None:
+    def offer(self, item: AccessUnit | Gap | AudioUnit) -> None:
         """Queue a unit for the writer, never blocking; overflow drops to the next keyframe."""
         if self._dropping:
             room = self.queue.qsize() < self.queue.maxsize - 1
-            if isinstance(item, Gap) or not item.keyframe or not room:
+            if not isinstance(item, AccessUnit) or not item.keyframe or not room:
                 self.dropped += 1
                 return
             self._dropping = False
@@ -206,6 +207,7 @@ class ChannelRecording:
             "queued": self.queue.qsize(),
             "dropped": self.dropped + self.sub.dropped,
             "skipped": self.writer.skipped,
+            "audio_dropped": self.writer.audio_dropped,
             "segments": self.segments,
             "gaps": self.gaps,
             "errors": self.errors,
@@ -344,7 +346,8 @@ class Recorder:
                 self._warned_no_hub = True
             return None
         maxlen = self.services.settings.recording.queue_frames
-        sub = hub.subscribe(channel_id, "recorder", maxlen=maxlen)
+        audio = self.services.settings.recording.audio
+        sub = hub.subscribe(channel_id, "recorder", maxlen=maxlen, audio=audio)
         rec = ChannelRecording(self, channel_id, sub)
         self.channels[channel_id] = rec
         log.info("recording started", channel=channel_id)

@@ -59,7 +59,8 @@ def recover_file(db: Database, objects: ObjectStore, path: Path) -> str:
     else:
         scan = ts.scan(data)
     codec = scan.codec or "h264"
-    info = SegmentInfo(path, channel_id, codec, start, start + duration_s(scan), len(scan.pes))
+    end = start + duration_s(scan)
+    info = SegmentInfo(path, channel_id, codec, start, end, len(scan.pes), scan.audio_codec or "")
     if store_segment(db, objects, info, data) is None:
         log.warning("spool file discarded: no keyframe", file=path.name)
         return "discarded"

@@ -2,7 +2,8 @@
 
 The output stream takes its codec parameters from the SPS/PPS of the first
 keyframe (parsed by FFmpeg's raw H.264/H.265 demuxer), so the recorder never
-opens an encoder or decoder on the hot path.
+opens a video encoder or decoder on the hot path.  A segment may carry the
+camera's audio as a second stream (AAC; see :mod:`vms.recording.audio`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import av
 
 from vms.media.frames import AccessUnit, Codec
 
+from .audio import AudioTrack
+
 TIME_BASE = Fraction(1, 90000)
 RAW_FORMATS = {Codec.h264: "h264", Codec.h265: "hevc"}
 PART_SUFFIX = ".part"
 DONE_SUFFIX = ".ts"
+MAX_INTERLEAVE_US = 1_000_000  # the muxer holds video at most this long waiting for audio
 
 
 class StreamTemplate:
@@ -73,24 +77,35 @@ class SegmentInfo:
     start: float  # wall-clock seconds
     end: float
     frames: int
+    audio_codec: str = ""  # "aac" when the segment holds audio
 
 
 class SegmentFile:
     """A TS file being written, ``<spool>/<channel>-<start_ms>.part``; ``.ts`` once closed."""
 
     def __init__(
-        self, spool: Path, channel_id: str, start: float, template: StreamTemplate
+        self,
+        spool: Path,
+        channel_id: str,
+        start: float,
+        template: StreamTemplate,
+        audio: AudioTrack | None = None,
     ) -> None:
         self.channel_id = channel_id
         self.start = start
         self.codec = template.codec.value
         self.frames = 0
+        self.audio_packets = 0
         self.last_dts: int | None = None
+        self._last_audio: int | None = None
         name = f"{channel_id}-{round(start * 1000)}"
         self.path = spool / (name + PART_SUFFIX)
         self.done_path = spool / (name + DONE_SUFFIX)
-        self._out = av.open(str(self.path), "w", format="mpegts")
+        options = {"max_interleave_delta": str(MAX_INTERLEAVE_US)}
+        self._out = av.open(str(self.path), "w", format="mpegts", container_options=options)
         self._stream = self._out.add_stream_from_template(template.stream)
+        self.audio = audio  # the track whose stream this segment has, if any
+        self._audio_stream = audio.add_stream(self._out) if audio is not None else None
 
     def write(self, pts: int, data: bytes, keyframe: bool) -> None:
         """Mux one access unit; ``pts`` is on the 90 kHz clock, continuous across a recording run.
@@ -109,11 +124,26 @@ class SegmentFile:
         self.last_dts = pts
         self.frames += 1
 
+    def write_audio(self, pts: int, data: bytes) -> None:
+        """Mux one audio frame (AAC) at ``pts`` on the run's 90 kHz clock."""
+        if self._audio_stream is None:
+            return
+        if self._last_audio is not None and pts <= self._last_audio:
+            pts = self._last_audio + 1
+        packet = av.Packet(data)
+        packet.stream = self._audio_stream
+        packet.time_base = TIME_BASE
+        packet.pts = packet.dts = pts
+        self._out.mux(packet)
+        self._last_audio = pts
+        self.audio_packets += 1
+
     def close(self, end: float) -> SegmentInfo:
         self._out.close()
         self.path.replace(self.done_path)
         path = self.done_path
-        return SegmentInfo(path, self.channel_id, self.codec, self.start, end, self.frames)
+        audio = "aac" if self.audio_packets else ""
+        return SegmentInfo(path, self.channel_id, self.codec, self.start, end, self.frames, audio)
 
     def abort(self) -> None:
         try:

@@ -16,6 +16,7 @@ PTS_MODULO = 1 << 33
 RANDOM_ACCESS_INDICATOR = 0x40
 VIDEO_STREAM_IDS = range(0xE0, 0xF0)
 STREAM_TYPES = {0x1B: "h264", 0x24: "h265"}  # PMT stream_type (ITU-T H.222.0 Table 2-34)
+AUDIO_STREAM_TYPES = {0x0F: "aac"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class TsScan:
     size: int  # bytes of whole, in-sync packets from the start
     pes: list[PesStart] = field(default_factory=list)
     codec: str | None = None  # from the PMT's video stream_type
+    audio_codec: str | None = None  # from its audio stream_type, when it has one
 
     @property
     def keyframes(self) -> list[PesStart]:
@@ -73,7 +75,7 @@ def scan(data: bytes | memoryview) -> TsScan:
             last_pat = pos
             pmt_pid = _pmt_pid(bytes(pkt[payload:]))
         elif pid == pmt_pid and pusi and result.codec is None:
-            result.codec = _video_codec(bytes(pkt[payload:]))
+            result.codec, result.audio_codec = _codecs(bytes(pkt[payload:]))
         elif (
             pusi
             and afc & 0x01
@@ -113,18 +115,20 @@ def _pmt_pid(payload: bytes) -> int:
     return -1
 
 
-def _video_codec(payload: bytes) -> str | None:
-    """The codec named by the first known video stream_type in a PMT section."""
+def _codecs(payload: bytes) -> tuple[str | None, str | None]:
+    """The codecs named by the first known video and audio stream_types of a PMT section."""
     sec = _section(payload)
+    video: str | None = None
+    audio: str | None = None
     if len(sec) < 12:
-        return None
+        return video, audio
     i = 12 + (((sec[10] & 0x0F) << 8) | sec[11])
     while i + 5 <= len(sec) - 4:
         stream_type, es_info = sec[i], ((sec[i + 3] & 0x0F) << 8) | sec[i + 4]
-        if stream_type in STREAM_TYPES:
-            return STREAM_TYPES[stream_type]
+        video = video or STREAM_TYPES.get(stream_type)
+        audio = audio or AUDIO_STREAM_TYPES.get(stream_type)
         i += 5 + es_info
-    return None
+    return video, audio
 
 
 def complete_length(data: bytes | memoryview) -> tuple[int, TsScan]:

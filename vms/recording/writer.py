@@ -5,6 +5,11 @@ start on a keyframe and roll over at the first keyframe after ``segment_s``.
 Wall-clock times come from an anchor (wallclock, pts) taken at the start of
 each continuous run, so segment boundaries follow the camera's 90 kHz clock
 and the time-compressed tests can derive wall-clock time from PTS.
+
+Audio (when the recorder subscribes to it) goes into the segment as a second
+stream.  A segment's streams are fixed when it opens, so a run's first keyframe
+waits up to ``PROBE_TICKS`` of video for the camera's first audio unit; later
+segments carry audio when the one before them saw some.
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vms.logging import get_logger
-from vms.media.frames import AccessUnit, Gap
+from vms.media.frames import AccessUnit, AudioUnit, Gap
 
+from .audio import AudioTrack, track_for
 from .segment import SegmentFile, SegmentInfo, StreamTemplate
 
 log = get_logger("vms.recording.writer")
 
 CLOCK_HZ = 90000
 DEFAULT_FRAME_TICKS = 3600  # 25 fps, until two frames have been seen
+PROBE_TICKS = CLOCK_HZ  # a run's first segment waits this long (video PTS) for audio
+PROBE_FRAMES = 100  # ... or this many frames, whichever comes first
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,7 @@ class ChannelWriter:
         on_gap: Callable[[GapInfo], None],
         max_drift_s: float = 2.0,
         anchor_wall: float | None = None,
+        audio: bool = False,
     ) -> None:
         self.channel_id = channel_id
         self.spool = spool
@@ -68,14 +77,34 @@ class ChannelWriter:
         self.last_end: float | None = None  # wall end of the last closed segment
         self.gap_reason: str | None = None  # set while a gap is open, until the next segment
         self.skipped = 0  # units dropped while waiting for a keyframe
+        self.audio_enabled = audio
+        self.audio: AudioTrack | None = None
+        self.audio_dropped = 0  # audio units no open segment could take
+        self.audio_errors = 0
+        self._audio_seen = False  # audio came since the current segment opened
+        self._probe: list[AccessUnit] | None = None  # a run's first frames, waiting for audio
 
     # --- input ------------------------------------------------------------------
 
-    def handle(self, item: AccessUnit | Gap) -> None:
+    def handle(self, item: AccessUnit | Gap | AudioUnit) -> None:
+        if item.__class__ is AudioUnit:
+            self._audio(item)  # type: ignore[arg-type]
+            return
         if isinstance(item, Gap):
             self.break_run(item.reason)
             return
-        au = item
+        au: AccessUnit = item  # type: ignore[assignment]
+        if self._probe is not None:
+            self._probe.append(au)
+            if au.pts - self._probe[0].pts >= PROBE_TICKS or len(self._probe) >= PROBE_FRAMES:
+                self._end_probe()
+            return
+        if self.audio_enabled and self.current is None and not self.in_run and au.keyframe:
+            self._probe = [au]  # a new run: learn whether the camera sends audio first
+            return
+        self._video(au)
+
+    def _video(self, au: AccessUnit) -> None:
         if self.current is not None and self.last_pts is not None:
             jump = au.pts - self.last_pts
             if jump > self.max_jump_ticks or jump < -self.max_jump_ticks:
@@ -99,8 +128,62 @@ class ChannelWriter:
         self.current.write(au.pts - self.run_base, au.data, au.keyframe)
         self.last_pts = au.pts
 
+    def _end_probe(self) -> None:
+        held, self._probe = self._probe or [], None
+        for au in held:
+            self._video(au)
+
+    def _audio(self, unit: AudioUnit) -> None:
+        self._audio_seen = True
+        if self.audio is None or not self.audio.matches(unit):
+            self._close_audio()
+            try:
+                self.audio = track_for(unit)
+            except Exception as exc:  # noqa: BLE001 - bad audio must not cost the video
+                self.audio_errors += 1
+                if self.audio_errors & (self.audio_errors - 1) == 0:
+                    log.warning("audio not recordable", channel=self.channel_id, error=repr(exc))
+                return
+        if self._probe is not None:
+            self._end_probe()
+        segment, track = self.current, self.audio
+        if segment is None or segment.audio is not track or self.last_pts is None:
+            self.audio_dropped += 1  # no segment, or one opened without (this) audio
+            return
+        if abs(unit.pts - self.last_pts) > self.max_jump_ticks:
+            self.audio_dropped += 1  # not on the video's clock
+            return
+        try:
+            for pts, data in track.packets(unit.pts - self.run_base, unit):
+                if pts >= 0:  # the encoder's priming before the run: nothing to play
+                    segment.write_audio(pts, data)
+        except Exception as exc:  # noqa: BLE001 - a broken audio frame must not cost the video
+            self.audio_errors += 1
+            if self.audio_errors & (self.audio_errors - 1) == 0:
+                log.warning("audio frame not recorded", channel=self.channel_id, error=repr(exc))
+
+    def _close_audio(self) -> None:
+        """End the audio track's run into the open segment (if it has the track) and drop it."""
+        track, self.audio = self.audio, None
+        if track is None:
+            return
+        self._flush_audio(track)
+        track.close()
+
+    def _flush_audio(self, track: AudioTrack) -> None:
+        tail = track.end_run()
+        segment = self.current
+        if segment is not None and segment.audio is track:
+            for pts, data in tail:
+                if pts >= 0:
+                    segment.write_audio(pts, data)
+
     def break_run(self, reason: str) -> None:
         """Close the open segment; the next keyframe starts a new run after a recorded gap."""
+        if self._probe is not None:
+            self._end_probe()
+        if self.audio is not None:
+            self._flush_audio(self.audio)
         if self.current is not None and self.last_pts is not None:
             self._close(self.wall(self.last_pts + self.frame_ticks))
         self.in_run = False
@@ -113,6 +196,7 @@ class ChannelWriter:
     def close(self) -> None:
         """Finish the open segment (on stop or flush); a later unit starts a new run."""
         self.break_run("stopped")
+        self._close_audio()
         if self.template is not None:
             self.template.close()
             self.template = None
@@ -145,7 +229,9 @@ class ChannelWriter:
                 self.template.close()
             self.template = StreamTemplate(au)
         self.spool.mkdir(parents=True, exist_ok=True)
-        self.current = SegmentFile(self.spool, self.channel_id, start, self.template)
+        audio = self.audio if self._audio_seen else None
+        self._audio_seen = False
+        self.current = SegmentFile(self.spool, self.channel_id, start, self.template, audio)
         self.seg_first_pts = au.pts
         self.in_run = True
 

@@ -31,12 +31,15 @@ class Tile {
     this.pin = h("button", { class: "small pin", title: "固定 Pin: 联动不替换 linkage never replaces this tile",
       onclick: () => this.wall.togglePin(this.index) }, "⚑");
     this.levelBadge = h("span", { class: "tile-level", hidden: true });
+    // tiles start muted (autoplay); the camera's G.711 audio plays once unmuted here
+    this.sound = h("button", { class: "small sound", title: "声音 Sound",
+      onclick: () => { this.video.muted = !this.video.muted; this.sound.textContent = this.video.muted ? "🔇" : "🔊"; } }, "🔇");
     this.video.addEventListener("resize", () => {
       this.showInfo();
       if (this.status.dataset.state === "connected") this.status.textContent = "实时 live";
     });
     this.el = h("div", { class: "tile", "data-index": index },
-      h("div", { class: "tile-bar" }, this.select, this.levelBadge, this.status, this.info, this.pin,
+      h("div", { class: "tile-bar" }, this.select, this.levelBadge, this.status, this.info, this.sound, this.pin,
         h("button", { class: "small", title: "关闭 Close", onclick: () => this.wall.assign(this.index, "") }, "✕")),
       this.video);
     this.el.addEventListener("dblclick", () => this.el.classList.toggle("maximised"));

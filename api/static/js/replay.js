@@ -1,9 +1,18 @@
-// Replay: a camera's recorded ranges on a timeline; click to play from that second (HLS via hls.js).
+// Replay: a camera's recorded ranges on a timeline, ours (HLS via hls.js) or the NVR's own
+// (GB28181 Playback, watched over WebRTC); pause/resume, speed and seek work for both — in the
+// browser for our recordings, as MANSRTSP commands to the device for the NVR's — and downloads.
 import { api, fmtTime, h, withToken } from "./api.js";
 import { cameraOptions, loadCatalog } from "./catalog.js";
+import { DownloadsPanel } from "./downloads.js";
+import { LiveViewer } from "./webrtc.js";
 
 const WINDOWS = [[1, "1 小时 1 h"], [6, "6 小时 6 h"], [24, "24 小时 24 h"], [72, "3 天 3 days"]];
+const SOURCES = [["recorder", "本地录像 recorded here"], ["device", "设备录像 on the NVR"]];
+const SPEEDS = [0.5, 1, 2, 4, 8];
+const JUMP_S = 30;
 const EXPORT_S = 60;
+const DOWNLOAD_DEFAULT_S = 300;
+const POLL_MS = 500;
 
 let hlsLoading = null;
 function loadHls() {
@@ -27,10 +36,16 @@ export class ReplayView {
   constructor() {
     this.hls = null;
     this.channelId = "";
+    this.source = "recorder";
     this.windowH = 6;
     this.end = new Date();
     this.playFrom = null;
+    this.speed = 1;
+    this.paused = false;
+    this.device = null; // the NVR playback: { session, viewer, timer, state }
     this.cameraSel = h("select", { "aria-label": "摄像机 camera", onchange: () => { this.channelId = this.cameraSel.value; this.load(); } });
+    this.sourceSel = h("select", { "aria-label": "来源 source", class: "replay-source", onchange: () => { this.source = this.sourceSel.value; this.load(); } },
+      SOURCES.map(([v, t]) => h("option", { value: v }, t)));
     this.endInput = h("input", { type: "datetime-local", "aria-label": "结束 end", onchange: () => { this.end = new Date(this.endInput.value); this.load(); } });
     this.windowSel = h("select", { "aria-label": "时长 window", onchange: () => { this.windowH = Number(this.windowSel.value); this.load(); } },
       WINDOWS.map(([v, t]) => h("option", { value: v, selected: v === this.windowH }, t)));
@@ -40,14 +55,24 @@ export class ReplayView {
     this.labels = h("div", { class: "timeline-labels" });
     this.info = h("p", { class: "muted" });
     this.clock = h("span", { class: "clock" });
+    this.state = h("span", { class: "replay-state muted" });
     this.video = h("video", { controls: true, muted: true, playsinline: true, id: "replay-video" });
     this.exportLink = h("a", { class: "button", download: "", hidden: true }, `导出 ${EXPORT_S}s MP4 Export`);
-    this.video.addEventListener("timeupdate", () => this.tick());
+    this.pauseBtn = h("button", { class: "replay-pause", onclick: () => this.togglePause() }, "暂停 Pause");
+    this.speedBtns = SPEEDS.map(s => h("button", { class: "small replay-speed", "data-speed": s, onclick: () => this.setSpeed(s) }, `${s}×`));
+    this.controls = h("div", { class: "toolbar replay-controls" }, this.pauseBtn,
+      h("button", { class: "small replay-back", onclick: () => this.jump(-JUMP_S) }, `−${JUMP_S}s`),
+      h("button", { class: "small replay-forward", onclick: () => this.jump(JUMP_S) }, `+${JUMP_S}s`),
+      " 倍速 Speed: ", ...this.speedBtns, " ", this.state);
+    this.downloads = new DownloadsPanel();
+    this.video.addEventListener("timeupdate", () => { if (this.source === "recorder") this.tick(); });
     this.el = h("div", { class: "replay-view" },
-      h("div", { class: "toolbar" }, "摄像机 Camera: ", this.cameraSel, " 截止 Until: ", this.endInput, " ", this.windowSel,
+      h("div", { class: "toolbar" }, "摄像机 Camera: ", this.cameraSel, " ", this.sourceSel, " 截止 Until: ", this.endInput, " ", this.windowSel,
         h("button", { onclick: () => { this.end = new Date(); this.load(); } }, "现在 Now")),
       h("div", { class: "timeline" }, this.bar, this.labels), this.info,
-      h("div", { class: "player" }, this.video, h("div", {}, "播放时间 Playing: ", this.clock, " ", this.exportLink)));
+      h("div", { class: "player" }, this.video, this.controls, h("div", {}, "播放时间 Playing: ", this.clock, " ", this.exportLink)),
+      this.downloads.el);
+    this.showSpeed();
   }
 
   get start() { return new Date(this.end.getTime() - this.windowH * 3600e3); }
@@ -62,19 +87,34 @@ export class ReplayView {
       this.playFrom = new Date(t.getTime() - 30e3);
     }
     this.cameraSel.innerHTML = cameraOptions(catalog, this.channelId);
+    this.downloads.refresh();
     await this.load();
   }
 
+  async fetchRanges() {
+    const q = new URLSearchParams({ start: this.start.toISOString(), end: this.end.toISOString() });
+    if (this.source === "device") {  // what the NVR holds (RecordInfo)
+      const r = await api(`/api/recordings/${this.channelId}/device-records?${q}`);
+      const ranges = r.ranges;
+      const seconds = ranges.reduce((s, x) => s + (new Date(x.end) - new Date(x.start)) / 1e3, 0);
+      return { ranges, gaps: [], recorded_s: seconds };
+    }
+    return api(`/api/recordings/${this.channelId}/timeline?${q}`);
+  }
+
   async load() {
+    this.stopPlayer();
     this.endInput.value = localInput(this.end);
+    this.el.dataset.source = this.source;
     this.bar.dataset.start = this.start.toISOString();
     this.bar.dataset.end = this.end.toISOString();
     this.bar.querySelectorAll(".span").forEach(e => e.remove());
     this.labels.replaceChildren(h("span", {}, fmtTime(this.start.toISOString())), h("span", {}, fmtTime(this.end.toISOString())));
     if (!this.channelId) { this.info.textContent = "请选择摄像机 choose a camera"; return; }
-    const q = new URLSearchParams({ start: this.start.toISOString(), end: this.end.toISOString() });
+    const defaultEnd = new Date(Math.min(this.end.getTime(), this.start.getTime() + DOWNLOAD_DEFAULT_S * 1e3));
+    this.downloads.setContext(this.channelId, this.source, this.start, defaultEnd);
     let tl;
-    try { tl = await api(`/api/recordings/${this.channelId}/timeline?${q}`); }
+    try { tl = await this.fetchRanges(); }
     catch (e) { this.info.textContent = `录像查询失败 timeline failed: ${e.message}`; return; }
     const total = this.end - this.start;
     const place = (span, cls) => {
@@ -88,7 +128,8 @@ export class ReplayView {
     faults.forEach(g => place(g, "gap"));
     this.ranges = tl.ranges;
     this.bar.dataset.ranges = tl.ranges.length;
-    this.info.textContent = `已录 recorded: ${(tl.recorded_s / 60).toFixed(1)} 分钟 min · 片段 ranges: ${tl.ranges.length} · 缺口 gaps: ${faults.length}`;
+    const where = this.source === "device" ? "设备录像 on the NVR" : "已录 recorded";
+    this.info.textContent = `${where}: ${(tl.recorded_s / 60).toFixed(1)} 分钟 min · 片段 ranges: ${tl.ranges.length} · 缺口 gaps: ${faults.length}`;
     const from = this.playFrom || (tl.ranges.length ? new Date(tl.ranges[0].start) : null);
     this.playFrom = null;
     if (from) await this.play(from);
@@ -97,22 +138,43 @@ export class ReplayView {
   clickBar(ev) {
     const rect = this.bar.getBoundingClientRect();
     const frac = Math.min(Math.max((ev.clientX - rect.left) / rect.width, 0), 1);
-    let at = new Date(this.start.getTime() + frac * (this.end - this.start));
-    // A click in a gap plays the next recorded range rather than failing.
+    this.seek(new Date(this.start.getTime() + frac * (this.end - this.start)));
+  }
+
+  // A time in a gap plays the next recorded range rather than failing.
+  recordedFrom(at) {
     const next = (this.ranges || []).find(r => new Date(r.end) > at);
-    if (!next) { this.info.textContent = "此时间之后无录像 no recording after this time"; return; }
-    if (new Date(next.start) > at) at = new Date(next.start);
-    this.play(at);
+    if (!next) return null;
+    return new Date(next.start) > at ? new Date(next.start) : at;
+  }
+
+  async seek(at) {
+    const target = this.recordedFrom(at);
+    if (!target) { this.info.textContent = "此时间之后无录像 no recording after this time"; return; }
+    const s = this.device && this.device.session;
+    if (s && target >= new Date(s.start) && target < new Date(s.end)) {
+      await this.control({ action: "seek", at: target.toISOString() });  // MANSRTSP Range: npt=
+      return;
+    }
+    await this.play(target);
+  }
+
+  jump(seconds) {
+    const now = this.playingDate();
+    if (now) this.seek(new Date(now.getTime() + seconds * 1e3));
   }
 
   async play(at) {
+    this.stopPlayer();
     this.playingStart = at;
+    this.paused = false;
+    this.showPause();
+    if (this.source === "device") { await this.playDevice(at); return; }
     const q = new URLSearchParams({ start: at.toISOString(), end: this.end.toISOString() });
     const url = withToken(`/api/recordings/${this.channelId}/playlist.m3u8?${q}`);
     const exportQ = new URLSearchParams({ start: at.toISOString(), end: new Date(at.getTime() + EXPORT_S * 1e3).toISOString() });
     this.exportLink.href = withToken(`/api/recordings/${this.channelId}/export.mp4?${exportQ}`);
     this.exportLink.hidden = false;
-    this.stopPlayer();
     const Hls = await loadHls().catch(() => null);
     if (Hls && Hls.isSupported()) {
       this.hls = new Hls({ enableWorker: false, startPosition: -1 });
@@ -127,10 +189,86 @@ export class ReplayView {
       this.info.textContent = "浏览器不支持 HLS this browser cannot play HLS";
       return;
     }
+    this.video.defaultPlaybackRate = this.video.playbackRate = this.speed;
     this.video.play().catch(() => {});
   }
 
+  // The NVR plays from `at` to the window's end; its video comes over WebRTC.
+  async playDevice(at) {
+    this.exportLink.hidden = true;
+    const device = { session: null, viewer: null, timer: null, state: null };
+    this.device = device;
+    try {
+      device.session = await api("/api/playback/sessions", {
+        method: "POST", body: JSON.stringify({ channel_id: this.channelId, start: at.toISOString(), end: this.end.toISOString() }),
+      });
+    } catch (e) {
+      this.info.textContent = `设备回放失败 NVR playback failed: ${e.message}`;
+      return;
+    }
+    if (this.device !== device) { this.closeDevice(device); return; }
+    device.state = device.session;
+    this.el.dataset.playback = device.session.id;
+    device.viewer = new LiveViewer(this.channelId, this.video, () => {}, `/api/playback/sessions/${device.session.id}/offer`);
+    device.viewer.open().catch(e => { this.info.textContent = `设备回放失败 NVR playback failed: ${e.message}`; });
+    device.timer = setInterval(() => this.poll(device), POLL_MS);
+    if (this.speed !== 1) this.whenPlaying(device, () => this.control({ action: "speed", speed: this.speed }));
+  }
+
+  whenPlaying(device, fn) {
+    const wait = setInterval(() => {
+      if (this.device !== device) { clearInterval(wait); return; }
+      if (device.state && device.state.state === "playing") { clearInterval(wait); fn(); }
+    }, POLL_MS);
+  }
+
+  async poll(device) {
+    try { device.state = await api(`/api/playback/sessions/${device.session.id}`); }
+    catch (_) { return; }
+    if (this.device !== device) return;
+    const s = device.state;
+    this.state.textContent = `设备 NVR: ${s.state}${s.end_reason ? " · " + s.end_reason : ""}${s.error ? " · " + s.error : ""}`;
+    this.tick();
+  }
+
+  async control(body) {
+    const device = this.device;
+    if (!device || !device.session) return;
+    try {
+      device.state = await api(`/api/playback/sessions/${device.session.id}/control`, { method: "POST", body: JSON.stringify(body) });
+      this.paused = device.state.paused;
+      this.showPause();
+      this.tick();
+    } catch (e) {
+      this.info.textContent = `控制失败 control failed: ${e.message}`;
+    }
+  }
+
+  togglePause() {
+    if (this.source === "device") { this.control({ action: this.paused ? "resume" : "pause" }); return; }
+    if (this.video.paused) { this.video.play().catch(() => {}); this.paused = false; }
+    else { this.video.pause(); this.paused = true; }
+    this.showPause();
+  }
+
+  setSpeed(speed) {
+    this.speed = speed;
+    this.showSpeed();
+    if (this.source === "device") this.control({ action: "speed", speed });
+    else this.video.defaultPlaybackRate = this.video.playbackRate = speed;
+  }
+
+  showPause() {
+    this.pauseBtn.textContent = this.paused ? "继续 Resume" : "暂停 Pause";
+    this.pauseBtn.dataset.paused = this.paused ? "1" : "0";
+  }
+
+  showSpeed() {
+    this.speedBtns.forEach(b => b.classList.toggle("active", Number(b.dataset.speed) === this.speed));
+  }
+
   playingDate() {
+    if (this.source === "device") return this.device && this.device.state ? new Date(this.device.state.position) : null;
     if (this.hls && this.hls.playingDate) return this.hls.playingDate;
     return this.playingStart ? new Date(this.playingStart.getTime() + this.video.currentTime * 1e3) : null;
   }
@@ -144,11 +282,20 @@ export class ReplayView {
     this.cursor.style.left = `${frac * 100}%`;
   }
 
+  closeDevice(device) {
+    clearInterval(device.timer);
+    if (device.viewer) device.viewer.close();
+    if (device.session) api(`/api/playback/sessions/${device.session.id}`, { method: "DELETE" }).catch(() => {});
+  }
+
   stopPlayer() {
     if (this.hls) { this.hls.destroy(); this.hls = null; }
+    if (this.device) { this.closeDevice(this.device); this.device = null; delete this.el.dataset.playback; }
+    this.state.textContent = "";
+    this.video.srcObject = null;
     this.video.removeAttribute("src");
     this.video.load();
   }
 
-  unmount() { this.stopPlayer(); }
+  unmount() { this.stopPlayer(); this.downloads.stop(); }
 }

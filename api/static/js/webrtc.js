@@ -1,4 +1,5 @@
-// One WebRTC viewer: recvonly H.264, non-trickle ICE (one POST with all candidates).
+// One WebRTC viewer: recvonly H.264 (and the camera's G.711 audio when it has some), non-trickle
+// ICE (one POST with all candidates).
 import { api, session } from "./api.js";
 
 const ICE_GATHER_TIMEOUT_MS = 2500;
@@ -34,8 +35,10 @@ window.addEventListener("pagehide", () => {
 });
 
 export class LiveViewer {
-  constructor(channelId, video, onState = () => {}) {
+  // offerPath: where the offer goes; default the camera's live stream (an NVR playback has its own)
+  constructor(channelId, video, onState = () => {}, offerPath = null) {
     this.channelId = channelId;
+    this.offerPath = offerPath || `/api/live/${channelId}/offer`;
     this.video = video;
     this.onState = onState;
     this.pc = null;
@@ -47,15 +50,18 @@ export class LiveViewer {
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
     preferH264(pc.addTransceiver("video", { direction: "recvonly" }));
+    pc.addTransceiver("audio", { direction: "recvonly" }); // inactive in the answer when none
+    const media = new MediaStream();
     pc.addEventListener("track", ev => {
-      this.video.srcObject = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
+      media.addTrack(ev.track);
+      if (this.video.srcObject !== media) this.video.srcObject = media;
       this.video.play().catch(() => {});
     });
     pc.addEventListener("connectionstatechange", () => this.onState(pc.connectionState));
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
     if (this.closed) return;
-    const answer = await api(`/api/live/${this.channelId}/offer`, {
+    const answer = await api(this.offerPath, {
       method: "POST", body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }),
     });
     this.sessionId = answer.session_id;

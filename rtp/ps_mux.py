@@ -1,20 +1,29 @@
-"""MPEG-2 Program Stream muxing of H.264 access units as GB28181 NVRs send it (ISO 13818-1 §2.5).
+"""MPEG-2 Program Stream muxing of H.264/H.265 access units as GB28181 NVRs send it
+(ISO 13818-1 §2.5).
 
 Keyframes: pack header (0xBA), system header (0xBB), program stream map (0xBC), then video
 PES (0xE0); other frames: pack header and PES.  Frames over one PES's size are split,
-only the first PES carrying the PTS.  No I/O.
+only the first PES carrying the PTS.  Audio (G.711, AAC) goes in its own pack with one
+PES (0xC0), listed in the system header and the PSM when the stream has it.  No I/O.  Two
+senders use it: the simulated NVR (``simdevice``) and the cascade forwarding our streams to
+a superior (``vms.cascade``).
 """
 
 from __future__ import annotations
 
+import functools
 import struct
 
 PACK_START = b"\x00\x00\x01\xba"
 SYSTEM_HEADER_START = b"\x00\x00\x01\xbb"
 PSM_START = b"\x00\x00\x01\xbc"
 VIDEO_STREAM_ID = 0xE0
+AUDIO_STREAM_ID = 0xC0
 STREAM_TYPE_H264 = 0x1B
 STREAM_TYPE_H265 = 0x24
+STREAM_TYPE_AAC = 0x0F
+STREAM_TYPE_G711A = 0x90
+STREAM_TYPE_G711U = 0x91
 MAX_PES_PAYLOAD = 0xFFFF - 8  # PES_packet_length counts flags, header length and PTS
 MUX_RATE = 6106  # units of 50 bytes/s (~2.4 Mbit/s); informative only
 
@@ -49,14 +58,15 @@ def pack_header(scr: int) -> bytes:
     return PACK_START + b
 
 
-def system_header() -> bytes:
+@functools.cache
+def system_header(audio: bool = False) -> bytes:
     rate_bound = MUX_RATE
     body = bytes(
         [
             0x80 | ((rate_bound >> 15) & 0x7F),
             (rate_bound >> 7) & 0xFF,
             ((rate_bound & 0x7F) << 1) | 0x01,
-            0x00,  # audio_bound 0, fixed 0, CSPS 0
+            0x04 if audio else 0x00,  # audio_bound (6 bits), fixed 0, CSPS 0
             0xE1,  # audio lock, video lock, marker, video_bound 1
             0xFF,  # packet rate restriction 1, reserved
             VIDEO_STREAM_ID,
@@ -64,11 +74,16 @@ def system_header() -> bytes:
             1024 & 0xFF,
         ]
     )
+    if audio:  # '11', P-STD scale 0 (128 bytes), size bound 32 × 128 bytes
+        body += bytes([AUDIO_STREAM_ID, 0xC0, 32])
     return SYSTEM_HEADER_START + struct.pack(">H", len(body)) + body
 
 
-def program_stream_map(stream_type: int = STREAM_TYPE_H264) -> bytes:
+@functools.cache
+def program_stream_map(stream_type: int = STREAM_TYPE_H264, audio_type: int | None = None) -> bytes:
     es_map = bytes([stream_type, VIDEO_STREAM_ID, 0x00, 0x00])
+    if audio_type is not None:
+        es_map += bytes([audio_type, AUDIO_STREAM_ID, 0x00, 0x00])
     body = bytes([0xE0, 0xFF]) + struct.pack(">H", 0) + struct.pack(">H", len(es_map)) + es_map
     length = len(body) + 4  # + CRC
     head = PSM_START + struct.pack(">H", length) + body
@@ -88,7 +103,7 @@ def _pts_bytes(pts: int) -> bytes:
     )
 
 
-def pes_packets(data: bytes, pts: int) -> list[bytes]:
+def pes_packets(data: bytes, pts: int, stream_id: int = VIDEO_STREAM_ID) -> list[bytes]:
     out = []
     for i in range(0, max(len(data), 1), MAX_PES_PAYLOAD):
         chunk = data[i : i + MAX_PES_PAYLOAD]
@@ -98,17 +113,29 @@ def pes_packets(data: bytes, pts: int) -> list[bytes]:
             header = bytes([0x80, 0x00, 0])
         length = len(header) + len(chunk)
         out.append(
-            b"\x00\x00\x01" + bytes([VIDEO_STREAM_ID]) + struct.pack(">H", length) + header + chunk
+            b"\x00\x00\x01" + bytes([stream_id]) + struct.pack(">H", length) + header + chunk
         )
     return out
 
 
 def mux_frame(
-    annexb: bytes, pts: int, keyframe: bool, stream_type: int = STREAM_TYPE_H264
+    annexb: bytes,
+    pts: int,
+    keyframe: bool,
+    stream_type: int = STREAM_TYPE_H264,
+    audio_type: int | None = None,
 ) -> bytes:
-    """One access unit as PS bytes."""
+    """One access unit as PS bytes; ``audio_type``: the stream also carries that audio."""
     parts = [pack_header(pts)]
     if keyframe:
-        parts += [system_header(), program_stream_map(stream_type)]
+        parts += [
+            system_header(audio_type is not None),
+            program_stream_map(stream_type, audio_type),
+        ]
     parts += pes_packets(annexb, pts)
     return b"".join(parts)
+
+
+def mux_audio(data: bytes, pts: int) -> bytes:
+    """One audio frame (G.711 samples, an ADTS frame) in its own pack, as NVRs send it."""
+    return pack_header(pts) + b"".join(pes_packets(data, pts, AUDIO_STREAM_ID))
