@@ -34,8 +34,7 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 # Analysis switched on for the demo's first camera: people anywhere in the yard raise an
 # area-intrusion alarm (enterprise code 4) and clear once the yard has been empty a while.
 DEMO_ANALYSIS: dict[str, Any] = {
-    "enabled": True,
-    "input_size": 320,
+    "enabled": True,  # input size and precision: the analyzer defaults (640, int8 on CPU)
     "sample": {"mode": "fps", "fps": 1},
     "zones": {"yard": [[0, 0], [1, 0], [1, 1], [0, 1]]},
     "rules": [
