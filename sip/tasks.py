@@ -38,10 +38,30 @@ class TaskSet:
             log.error("sip task failed", task=task.get_name(), error=repr(task.exception()))
 
     async def cancel_all(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
+        await cancel_and_wait(list(self._tasks))
+
+
+RECANCEL_S = 1.0  # a task still running this long after cancel() is cancelled again
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait until every one has really ended, their exceptions swallowed.
+
+    Python 3.11's ``asyncio.wait_for`` can lose a cancellation that arrives as its inner
+    future completes (a library's request timeout, say); a task that lost it runs on, and a
+    bare ``await`` of it would hang the stop for ever.  So one still running after
+    ``RECANCEL_S`` is cancelled again.
+    """
+    tasks = list(tasks)
+    pending = {t for t in tasks if not t.done()}
+    for task in pending:
+        task.cancel()
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+        for task in pending:
+            log.warning("task outlived its cancellation, cancelling again", task=task.get_name())
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def tell(listeners: Iterable[Callable[..., Awaitable[None] | None]], *args: Any) -> None:

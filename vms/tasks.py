@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sip.tasks import cancel_and_wait
+
 
 async def cancel_task(task: asyncio.Task[Any] | None) -> None:
     """Cancel a component's background task and wait until it has really ended.
@@ -14,5 +16,4 @@ async def cancel_task(task: asyncio.Task[Any] | None) -> None:
     """
     if task is None:
         return
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await cancel_and_wait([task])
