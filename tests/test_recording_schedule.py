@@ -256,8 +256,17 @@ async def test_recorder_wakes_at_window_edges_and_trims_gap(services: Services) 
         assert CH not in recorder.channels and datetime.now(UTC) >= closes
         assert "recorder" not in consumers(hub)
 
-        with services.db.session() as s:
-            gap = s.scalars(select(RecordingSegment).where(RecordingSegment.is_gap)).all()
+        # the refresh that stopped the channel indexes the new off-window gap right after
+        for _ in range(100):
+            with services.db.session() as s:
+                gap = s.scalars(
+                    select(RecordingSegment)
+                    .where(RecordingSegment.is_gap)
+                    .order_by(RecordingSegment.id)
+                ).all()
+            if len(gap) == 2:
+                break
+            await asyncio.sleep(0.05)
         assert [g.reason for g in gap] == [SCHEDULE_REASON, SCHEDULE_REASON]
         assert gap[-1].end - gap[-1].start > timedelta(days=6)  # until next week's window
         set_schedule(services, [])  # recording around the clock from now on
