@@ -40,6 +40,7 @@ class ActiveAlarm:
     alarm_type: str
     raised_at: datetime
     image_key: str = ""
+    device_id: str = ""  # the camera's device ("" once the camera is gone)
 
 
 def code_for(profile: str, cfg: RuleBase) -> str:

@@ -29,3 +29,6 @@ class AlarmEvent:
     snapshot_jpeg: bytes  # annotated picture (boxes, zones), <= 4 MB
     raw_jpeg: bytes = b""  # the frame without drawings
     detail: dict[str, Any] = field(default_factory=dict)  # boxes, scores, zone names
+    # the device listing the camera: with channel_id, the camera ("" only from tools and
+    # tests, resolved then only when one device alone has the channel id)
+    device_id: str = ""

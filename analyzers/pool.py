@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from sip.channel_ref import ChannelRef
 from vms.config import Settings
 from vms.logging import get_logger
 from vms.media.frames import AccessUnit, Gap
@@ -51,9 +52,11 @@ RESUMED_NOT_TAKEN = "rule no longer analysed"
 class ResumeSource(Protocol):
     """Where a restarted pool finds the alarms still active (the node's database)."""
 
-    async def active(self, channel_id: str) -> list[ActiveAlarm]: ...
+    async def active(self, channel: ChannelRef) -> list[ActiveAlarm]: ...
 
-    async def orphaned(self, channel_id: str, alarms: list[ActiveAlarm], reason: str) -> None:
+    async def orphaned(
+        self, channel: ChannelRef | None, alarms: list[ActiveAlarm], reason: str
+    ) -> None:
         """Clear alarms that no analysed rule continues (system clear with a note)."""
 
 
@@ -84,7 +87,7 @@ class CameraStats:
 
 @dataclass
 class _Camera:
-    channel_id: str
+    channel: ChannelRef
     profile: str
     config: AnalysisConfig
     engine: CameraEngine
@@ -95,6 +98,15 @@ class _Camera:
     last_frame: tuple[int, int] | None = None  # (slot, seq) in the worker's ring
     last_t: float = 0.0
     stats: CameraStats = field(default_factory=CameraStats)
+
+    @property
+    def channel_id(self) -> str:
+        return self.channel.channel_id
+
+    @property
+    def key(self) -> str:
+        """The camera's name in the worker processes (a plain string crosses the pipe)."""
+        return self.channel.slug
 
 
 class AnalyzerPool:
@@ -114,7 +126,7 @@ class AnalyzerPool:
         self.emit = emit
         self.models_dir = models_dir or settings.models_path
         self.tz = ZoneInfo(settings.server.timezone)
-        self.cams: dict[str, _Camera] = {}
+        self.cams: dict[ChannelRef, _Camera] = {}
         self.providers: list[str] = []
         self._procs: list[Any] = []
         self._inqs: list[Any] = []
@@ -219,15 +231,17 @@ class AnalyzerPool:
             specs[m.name] = ModelSpec(m.name, str(path), m.class_map(), size or 640)
         return list(specs.values())
 
-    async def configure(self, channel_id: str, profile: str, config: AnalysisConfig) -> None:
+    async def configure(self, channel: ChannelRef, profile: str, config: AnalysisConfig) -> None:
         """Apply a camera's config (replacing the old one); raises before touching a working one."""
+        if not isinstance(channel, ChannelRef):
+            raise TypeError(f"a camera is a ChannelRef (device, channel), not {channel!r}")
         if not config.enabled or not any(r.enabled for r in config.rules):
-            await self.remove(channel_id)
+            await self.remove(channel)
             return
-        engine = CameraEngine(channel_id, profile, config)
+        engine = CameraEngine(channel.channel_id, profile, config)
         models = self.model_specs(config)
-        await self.remove(channel_id)  # clears the old engine's alarms (committed when awaited)
-        left = await self._seed(channel_id, engine)
+        await self.remove(channel)  # clears the old engine's alarms (committed when awaited)
+        left = await self._seed(channel, engine)
         load = [0] * len(self._procs)
         for cam in self.cams.values():
             load[cam.worker] += 1
@@ -239,51 +253,52 @@ class AnalyzerPool:
             gate_threshold=config.motion_gate.threshold,
             detect=config.detect.options(),
         )
-        await asyncio.to_thread(self._inqs[worker].put, ("config", channel_id, spec), True, 10)
-        cam = _Camera(channel_id, profile, config, engine, worker)
-        cam.sub = self.media.subscribe(channel_id, "analyzer")
-        cam.task = asyncio.create_task(self._feed(cam), name=f"analyzer-feed-{channel_id}")
-        self.cams[channel_id] = cam
-        log.info("camera analysis on", channel=channel_id, profile=profile, worker=worker)
+        cam = _Camera(channel, profile, config, engine, worker)
+        await asyncio.to_thread(self._inqs[worker].put, ("config", cam.key, spec), True, 10)
+        cam.sub = self.media.subscribe(channel, "analyzer")
+        cam.task = asyncio.create_task(self._feed(cam), name=f"analyzer-feed-{channel}")
+        self.cams[channel] = cam
+        log.info("camera analysis on", channel=str(channel), profile=profile, worker=worker)
         if left and self.resume is not None:  # after the camera is on: the clear gets a frame
             task = asyncio.create_task(
-                self.resume.orphaned(channel_id, left, RESUMED_NOT_TAKEN),
-                name=f"analyzer-orphans-{channel_id}",
+                self.resume.orphaned(channel, left, RESUMED_NOT_TAKEN),
+                name=f"analyzer-orphans-{channel}",
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _seed(self, channel_id: str, engine: CameraEngine) -> list[ActiveAlarm]:
+    async def _seed(self, channel: ChannelRef, engine: CameraEngine) -> list[ActiveAlarm]:
         """Continue the camera's still-active alarms; return those no rule takes."""
         if self.resume is None:
             return []
         try:
-            found = await self.resume.active(channel_id)
+            found = await self.resume.active(channel)
         except Exception as exc:  # noqa: BLE001 - analysis goes on; a duplicate beats no alarm
-            log.error("active alarms not read: not resumed", channel=channel_id, error=repr(exc))
+            log.error("active alarms not read: not resumed", channel=str(channel), error=repr(exc))
             return []
         left = engine.resume(found)
         if engine.active_ids():
-            log.info("alarms resumed", channel=channel_id, alarm_ids=sorted(engine.active_ids()))
+            ids = sorted(engine.active_ids())
+            log.info("alarms resumed", channel=str(channel), alarm_ids=ids)
         return left
 
     def active_alarm_ids(self) -> set[str]:
         """ALARM_IDs the analysed cameras' state machines hold open."""
         return {a for cam in self.cams.values() for a in cam.engine.active_ids()}
 
-    async def latest_frame(self, channel_id: str, within_s: float) -> np.ndarray | None:
+    async def latest_frame(self, channel: ChannelRef | None, within_s: float) -> np.ndarray | None:
         """The camera's newest analysed frame, waiting up to ``within_s`` for one to come;
         None at once for a camera that is not analysed (no frames will come)."""
         deadline = time.monotonic() + within_s
         while True:
-            cam = self.cams.get(channel_id)
+            cam = self.cams.get(channel) if channel is not None else None
             img = None if cam is None else self._frame(cam, cam.last_frame)
             if img is not None or cam is None or time.monotonic() >= deadline:
                 return img
             await asyncio.sleep(0.05)
 
-    async def remove(self, channel_id: str, emit_clears: bool = True) -> None:
-        cam = self.cams.pop(channel_id, None)
+    async def remove(self, channel: ChannelRef, emit_clears: bool = True) -> None:
+        cam = self.cams.pop(channel, None)
         if cam is None:
             return
         if cam.task is not None:
@@ -293,19 +308,21 @@ class AnalyzerPool:
         if cam.sub is not None:
             cam.sub.close()
         with contextlib.suppress(queue.Full):
-            self._inqs[cam.worker].put_nowait(("drop", channel_id))
+            self._inqs[cam.worker].put_nowait(("drop", cam.key))
         fired = cam.engine.close(cam.last_t)
         if emit_clears:
             for f in fired:
                 await self._emit(cam, f, self._frame(cam, cam.last_frame), time.time())
-        log.info("camera analysis off", channel=channel_id)
+        log.info("camera analysis off", channel=str(channel))
 
-    def stats(self) -> dict[str, dict[str, Any]]:
+    def stats(self) -> dict[ChannelRef, dict[str, Any]]:
         now = time.monotonic()
         out = {}
-        for cid, cam in self.cams.items():
+        for ref, cam in self.cams.items():
             s = cam.stats
-            out[cid] = {
+            out[ref] = {
+                "device_id": ref.device_id,
+                "channel_id": ref.channel_id,
                 "profile": cam.profile,
                 "worker": cam.worker,
                 "fps": round(s.fps(now), 3),
@@ -333,13 +350,13 @@ class AnalyzerPool:
             if isinstance(item, Gap):
                 cam.need_key = True
                 with contextlib.suppress(queue.Full):
-                    inq.put_nowait(("reset", cam.channel_id))
+                    inq.put_nowait(("reset", cam.key))
                 continue
             assert isinstance(item, AccessUnit)
             cam.stats.received += 1
             if (keyframes_only or cam.need_key) and not item.keyframe:
                 continue
-            msg = ("au", cam.channel_id, item.pts, item.keyframe, item.data, str(item.codec))
+            msg = ("au", cam.key, item.pts, item.keyframe, item.data, str(item.codec))
             try:
                 inq.put_nowait((*msg, item.wallclock or time.time()))
             except queue.Full:
@@ -377,14 +394,14 @@ class AnalyzerPool:
             self._ready.add(item[1])
             return
         if kind == "error":
-            cam = self.cams.get(item[1])
+            cam = self._by_key(item[1])
             if cam is not None:
                 cam.stats.errors += 1
                 cam.stats.last_error = item[2]
             log.warning("analyzer worker error", channel=item[1], error=item[2])
             return
         _, cid, slot, seq, pts, wall, dets, gated, stale, infer_ms = item
-        cam = self.cams.get(cid)
+        cam = self._by_key(cid)
         if cam is None:
             return
         s = cam.stats
@@ -411,6 +428,12 @@ class AnalyzerPool:
         for f in cam.engine.process(frame):
             await self._emit(cam, f, image(), wall)
 
+    def _by_key(self, key: str) -> _Camera | None:
+        try:
+            return self.cams.get(ChannelRef.from_slug(key))
+        except ValueError:
+            return None
+
     def _frame(self, cam: _Camera, where: tuple[int, int] | None) -> np.ndarray | None:
         return None if where is None else self._rings[cam.worker].read(*where)
 
@@ -424,6 +447,7 @@ class AnalyzerPool:
             alarm_id=f.transition.alarm_id,
             status=status,
             channel_id=cam.channel_id,
+            device_id=cam.channel.device_id,
             profile=cam.profile,
             rule=f.rule,
             alarm_type=f.alarm_type,
@@ -452,7 +476,7 @@ class AnalyzerPool:
             cam.stats.clears += 1
         log.info(
             "alarm" if status else "clear",
-            channel=cam.channel_id,
+            channel=str(cam.channel),
             rule=f.key,
             alarm_type=f.alarm_type,
             alarm_id=event.alarm_id,

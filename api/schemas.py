@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from analyzers.config import AnalysisConfig
 from sip import ids
 from storage.models import DeviceStatus, OrgKind, Role
+from vms.config import check_device_password
 from vms.recording.schedule import ScheduleList, ScheduleWindow
 
 
@@ -63,17 +64,28 @@ class DeviceIn(BaseModel):
     device_id: str = Field(pattern=ids.PATTERN)
     name: str = Field("", max_length=200)
     org_id: int | None = None
+    # omitted → a random one, returned once in the answer (there is no default password)
     sip_password: str | None = Field(None, max_length=128)
     status: DeviceStatus = DeviceStatus.active
+
+    @field_validator("sip_password")
+    @classmethod
+    def _check_password(cls, v: str | None) -> str | None:
+        return check_device_password(v) if v is not None else v
 
 
 class DevicePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
     name: str | None = Field(None, max_length=200)
     org_id: int | None = None
-    sip_password: str | None = Field(None, max_length=128)
+    sip_password: str | None = Field(None, max_length=128)  # null → sip.password applies
     status: DeviceStatus | None = None
     charset: str | None = Field(None, pattern=r"^(GB2312|GBK|GB18030|UTF-8)$")
+
+    @field_validator("sip_password")
+    @classmethod
+    def _check_password(cls, v: str | None) -> str | None:
+        return check_device_password(v) if v is not None else v
 
 
 class DeviceOut(BaseModel):
@@ -93,6 +105,12 @@ class DeviceOut(BaseModel):
     channel_count: int
     registered_at: datetime | None
     keepalive_at: datetime | None
+
+
+class DeviceCreated(DeviceOut):
+    """The answer to adding a device: its SIP password, shown this once."""
+
+    sip_password: str | None
 
 
 class ChannelOut(BaseModel):

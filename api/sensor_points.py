@@ -8,7 +8,9 @@ other rows go on.
 
 Cameras: a point may be watched by its own enterprise's cameras or by a camera of an
 organisation above it (a park's or county's camera overlooking the site), never by another
-enterprise's, and only by cameras the caller itself can see.
+enterprise's, and only by cameras the caller itself can see.  A code that several allowed
+devices list (rows from before catalogs refused taken codes) is refused as ambiguous, never
+linked to one of them by chance.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from vms.ingest.points import DEFAULT_UNITS, THRESHOLD_KEYS, SensorKind
 from .deps import Caller
 
 ORDERED_THRESHOLDS = ("ll", "l", "h", "hh")  # low-low < low < high < high-high
+AMBIGUOUS = -1  # a camera code several allowed devices list
 LEVEL_CAUSES = (*THRESHOLD_KEYS, "state")
 MAX_CAMERAS = 32
 TAG_PATTERN = r"^[^\s,;]+$"  # no blanks, commas or semicolons: tags travel in CSV and lists
@@ -160,7 +163,8 @@ class PointContext:
             i.id: i
             for i in session.scalars(select(Installation).where(Installation.org_id == org.id))
         }
-        self._cameras: dict[str, int | None] = {}  # GB code → channel pk, None = not allowed
+        # GB code → channel pk; None = not allowed; AMBIGUOUS = on several allowed devices
+        self._cameras: dict[str, int | None] = {}
 
     def tags(self) -> dict[str, int]:
         rows = self.session.execute(
@@ -180,8 +184,9 @@ class PointContext:
                 .order_by(Channel.id)
             )
             for pk, code, path in rows:
-                if self._cameras.get(code) is None and self._allowed(path):
-                    self._cameras[code] = pk
+                if not self._allowed(path):
+                    continue
+                self._cameras[code] = pk if self._cameras.get(code) is None else AMBIGUOUS
             for code in chunk:
                 self._cameras.setdefault(code, None)
 
@@ -217,6 +222,8 @@ class PointContext:
             pk = self._cameras.get(code)
             if pk is None:
                 errors.append(("cameras", f"camera {code} not found for this enterprise"))
+            elif pk == AMBIGUOUS:
+                errors.append(("cameras", f"camera {code} is on several devices: not linked"))
             else:
                 pks.append(pk)
         if errors:

@@ -38,13 +38,14 @@ from vms.uplink.receiver import free_port  # noqa: E402
 
 IMAGE = (testdata.build() / "vision" / "bus.jpg").read_bytes()
 CAMERAS = 8
+DEVICE = "37010200001180000001"  # the NVR listing the cameras: an event names (device, channel)
 
 
 def seed(db: Database) -> list[str]:
     with db.session() as s:
         county = create_org(s, "县", OrgKind.county, None, "370102")
         ent = create_org(s, "企业", OrgKind.enterprise, county, "370102001")
-        dev = Device(device_id="37010200001180000001", org_id=ent.id)
+        dev = Device(device_id=DEVICE, org_id=ent.id)
         s.add(dev)
         s.flush()
         codes = [f"3701020010132{i:07d}" for i in range(1, CAMERAS + 1)]
@@ -62,6 +63,7 @@ def make_event(camera: str, status: int = 1, alarm_id: str | None = None) -> Ala
         "9",
         datetime.now(UTC),
         IMAGE,
+        device_id=DEVICE,
     )
 
 

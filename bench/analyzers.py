@@ -39,6 +39,7 @@ from analyzers.config import AnalysisConfig  # noqa: E402
 from analyzers.detector import OrtDetector, letterbox, to_blob  # noqa: E402
 from analyzers.manifest import all_manifests, verified_path  # noqa: E402
 from analyzers.pool import AnalyzerPool  # noqa: E402
+from sip.channel_ref import ChannelRef  # noqa: E402
 from vms.config import load_settings  # noqa: E402
 from vms.logging import setup_logging  # noqa: E402
 from vms.media.frames import AccessUnit  # noqa: E402
@@ -47,6 +48,7 @@ from vms.services import Services  # noqa: E402
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 CHANNEL = "37010000001320000001"
+CAMERA = ChannelRef("37010000001180000001", CHANNEL)  # the hub and the pool name (device, channel)
 MODELS = REPO / "var" / "models"
 
 
@@ -132,14 +134,14 @@ async def pipeline(
         }
     )
     try:
-        await pool.configure(CHANNEL, "enterprise", config)
+        await pool.configure(CAMERA, "enterprise", config)
         worker = psutil.Process(pool._procs[0].pid)
         me = psutil.Process(os.getpid())
 
         def st() -> dict:
-            return pool.stats()[CHANNEL]
+            return pool.stats()[CAMERA]
 
-        hub.publish(units[0])  # warm-up frame: loads the model in the worker
+        hub.publish(CAMERA, units[0])  # warm-up frame: loads the model in the worker
         while st()["analysed"] < 1:
             await asyncio.sleep(0.01)
         w0, m0 = sum(worker.cpu_times()[:2]), sum(me.cpu_times()[:2])
@@ -149,7 +151,7 @@ async def pipeline(
             # one unit in flight: a second one would replace the first before inference (stale)
             while published - st()["analysed"] - st()["dropped_stale"] >= 1:
                 await asyncio.sleep(0.01)
-            hub.publish(u)
+            hub.publish(CAMERA, u)
             published += 1
         while st()["analysed"] + st()["dropped_stale"] < published:
             await asyncio.sleep(0.01)

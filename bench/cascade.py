@@ -110,11 +110,15 @@ async def main_async(args: argparse.Namespace) -> None:
     settings.server.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     db.open()
-    channels = [str(ingest.CHANNEL_BASE + i + 1) for i in range(k)]
+    cameras = [ingest.camera(i) for i in range(k)]  # the hub names a camera (device, channel)
     with db.session() as s:
-        for i, ch in enumerate(channels):
+        for cam in cameras:  # registered from DEVICE_HOST: the hub takes their RTP from there
             s.add(
-                Device(device_id=str(ingest.DEVICE_BASE + i + 1), channels=[Channel(channel_id=ch)])
+                Device(
+                    device_id=cam.device_id,
+                    remote_host=ingest.DEVICE_HOST,
+                    channels=[Channel(channel_id=cam.channel_id)],
+                )
             )
     services = Services(settings, db, LocalObjectStore(settings.objects_path))
     services.sip = ingest.BenchSip(parent)
@@ -128,7 +132,7 @@ async def main_async(args: argparse.Namespace) -> None:
             if hasattr(item, "keyframe"):
                 counts[i] += 1
 
-    subs = [hub.subscribe(ch, "consumer", maxlen=512) for ch in channels]
+    subs = [hub.subscribe(cam, "consumer", maxlen=512) for cam in cameras]
     tasks = [asyncio.create_task(count(i, sub)) for i, sub in enumerate(subs)]
     await asyncio.sleep(3.0)  # INVITEs, first keyframes
     print(f"clip: {len(frames)} frames 1920x1080 @ {ingest.FPS} fps, {mbit:.2f} Mbit/s; K={k}")
@@ -138,11 +142,13 @@ async def main_async(args: argparse.Namespace) -> None:
     async def ended(call_id: str) -> None:
         return None
 
-    for i, ch in enumerate(channels):
+    for i, cam in enumerate(cameras):
         offer = sdplib.Sdp(
             session_name="Play", ip="127.0.0.1", port=SINK_PORT + i, ssrc=f"0{440000001 + i}"
         )
-        request = SendRequest(f"bench-{i}", "44010000002000000001", ch, "dev", offer, 96)
+        request = SendRequest(
+            f"bench-{i}", "44010000002000000001", cam.channel_id, cam.device_id, offer, 96
+        )
         await cascade.start_send(request, ended)
         cascade.begin(request.call_id)
     await asyncio.sleep(3.0)  # the forwards start at a keyframe

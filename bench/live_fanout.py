@@ -28,11 +28,13 @@ import numpy as np  # noqa: E402
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 
+from sip.channel_ref import ChannelRef  # noqa: E402
 from vms.live import ice  # noqa: E402
 
 FPS = 25
 MARK = "@@live-bench "
 CLIP_FRAMES = 50
+CAMERA = ChannelRef("34020000001180000001", "34020000001320000001")  # (device, channel)
 
 
 def encode_clip(width: int, height: int) -> tuple[list[tuple[bool, bytes]], list[av.VideoFrame]]:
@@ -88,8 +90,11 @@ async def serve(mode: str, height: int) -> None:
     subs: list[Subscription] = []
 
     class Hub:
-        def subscribe(self, channel_id: str, name: str, maxlen: int = 256) -> Subscription:
-            sub = Subscription(channel_id, name, maxlen, on_close=subs.remove)
+        def subscribe(
+            self, channel: ChannelRef, name: str, maxlen: int = 256, *, audio: bool = False
+        ) -> Subscription:
+            assert isinstance(channel, ChannelRef), channel  # as the real hub insists
+            sub = Subscription(channel.channel_id, name, maxlen, on_close=subs.remove, audio=audio)
             subs.append(sub)
             return sub
 
@@ -105,13 +110,13 @@ async def serve(mode: str, height: int) -> None:
         while True:
             key, data = units[i % len(units)]
             for sub in tuple(subs):
-                sub.offer(AccessUnit("bench", i * 90000 // FPS, key, data))
+                sub.offer(AccessUnit(CAMERA.channel_id, i * 90000 // FPS, key, data))
             i += 1
             await asyncio.sleep(max(0.0, t0 + i / FPS - time.monotonic()))
 
     async def answer(sdp: str) -> str:
         if mode == "passthrough":
-            return (await live.answer("bench", sdp)).answer_sdp
+            return (await live.answer(CAMERA, sdp)).answer_sdp
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         peers.append(pc)
         sender = pc.addTrack(FrameTrack(frames))

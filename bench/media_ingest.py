@@ -29,14 +29,26 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+if TYPE_CHECKING:
+    from sip.channel_ref import ChannelRef
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 FPS = 25
 CLIP_S = 8
 CHANNEL_BASE = 34020000001320000000
 DEVICE_BASE = 34020000001110000000
+DEVICE_HOST = "127.0.0.1"  # where the devices "registered" from: the hub takes RTP from there
+
+
+def camera(i: int) -> ChannelRef:
+    """The i-th simulated camera (0-based): the hub names a camera by (device, channel)."""
+    from sip.channel_ref import ChannelRef
+
+    return ChannelRef(str(DEVICE_BASE + i + 1), str(CHANNEL_BASE + i + 1))
 
 
 # --- the clip ------------------------------------------------------------------------
@@ -102,6 +114,7 @@ def sender_main(clip_path: str, conn: mp.connection.Connection) -> None:
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    sock.bind((DEVICE_HOST, 0))  # the devices' host: the hub pins each stream to it
     streams: list[list] = []  # [port, ssrc, start_time, frame_index, seq]
     sent = 0
     lag = 0.0  # how late the most delayed frame left, since the last report
@@ -156,7 +169,7 @@ class BenchSip:
         from sip.media_api import MediaAnswer, PlaySession
 
         self.conn.send(("start", offer.port, int(offer.ssrc)))
-        answer = MediaAnswer("127.0.0.1", 0, None, offer.transport)
+        answer = MediaAnswer(DEVICE_HOST, 0, None, offer.transport)
         return PlaySession(f"bench-{offer.port}", request, offer, answer, datetime.now(UTC))
 
     async def stop(self, session) -> None:
@@ -194,7 +207,7 @@ async def run_step(services, conn, k: int, window: float, record: bool) -> dict:
         recorder = Recorder(services)
         await recorder.start()
         await recorder.refresh()
-    channels = [str(CHANNEL_BASE + i + 1) for i in range(k)]
+    channels = [camera(i) for i in range(k)]
 
     async def count(i: int, sub) -> None:
         async for item in sub:
@@ -313,8 +326,9 @@ async def main_async(args: argparse.Namespace) -> None:
     db.open()
     with db.session() as s:
         for i in range(max(args.steps)):
-            s.add(Device(device_id=str(DEVICE_BASE + i + 1), online=True,
-                         channels=[Channel(channel_id=str(CHANNEL_BASE + i + 1))]))  # fmt: skip
+            cam = camera(i)  # registered from DEVICE_HOST: its RTP must come from there
+            s.add(Device(device_id=cam.device_id, online=True, remote_host=DEVICE_HOST,
+                         channels=[Channel(channel_id=cam.channel_id)]))  # fmt: skip
     services = Services(settings, db, LocalObjectStore(settings.objects_path))
     services.sip = BenchSip(parent)
 

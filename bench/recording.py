@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import select
 
 from simdevice.audio_source import audio_clip
+from sip.channel_ref import ChannelRef
 from storage.db import Database
 from storage.models import RecordingSegment
 from storage.objects import LocalObjectStore
@@ -33,6 +34,7 @@ from vms.recording.writer import ChannelWriter
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 CHANNEL = "34010000001320000001"
+CAMERA = ChannelRef("34010000001180000001", CHANNEL)  # writer, index: (device, channel)
 FPS = 25
 
 
@@ -71,7 +73,7 @@ def run_recorder(
     db.open()
     objects = LocalObjectStore(root / "objects")
     writer = ChannelWriter(
-        CHANNEL,
+        CAMERA,
         root / "spool",
         10.0,
         5.0,

@@ -24,6 +24,7 @@ import structlog
 from . import mansrtsp, ptz
 from . import sdp as sdplib
 from .cascade_source import CascadeMedia, CascadeSource, SendRequest
+from .ids import is_gb_id
 from .manscdp import (
     CatalogItem,
     DeviceInfo,
@@ -36,6 +37,7 @@ from .manscdp import (
 from .message import SipParseError, SipRequest, SipUri
 from .settings import AgentConfig, UpstreamSettings
 from .transaction import Endpoint, ServerTransaction, TransactionTimeout
+from .transport import Peer
 from .user_agent import DISCARD_PORT, DeviceUserAgent
 
 log = structlog.get_logger("sip.cascade")
@@ -125,6 +127,7 @@ class Upstream:
             tz=tz,
         )
         self._watcher: asyncio.Task[None] | None = None
+        self._hosts: set[str] = {settings.host}  # the superior's addresses (resolved at start)
 
     @property
     def server_id(self) -> str:
@@ -135,6 +138,11 @@ class Upstream:
         return self.agent.state.registered
 
     async def start(self) -> None:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(self.settings.host, None)
+            self._hosts |= {str(info[4][0]) for info in infos}
+        except OSError as exc:
+            log.warning("superior's address not resolved", host=self.settings.host, error=str(exc))
         self.agent.start()
         self._watcher = asyncio.create_task(self._end_dialogs_when_lost(), name="cascade-watch")
 
@@ -156,6 +164,13 @@ class Upstream:
             return self.agent.running and req.from_.user == self.settings.server_id
         except (SipParseError, ValueError):
             return False
+
+    def sent_by(self, peer: Peer) -> bool:
+        """Whether a request in the superior's name comes from it: its SIP address on UDP, a
+        TCP connection from its host (ours to it, or one it opened)."""
+        if peer.host not in self._hosts:
+            return False
+        return peer.transport == "TCP" or peer.port == self.settings.port
 
     async def _end_dialogs_when_lost(self) -> None:
         """A superior that lost our registration has forgotten its sessions: stop sending."""
@@ -271,7 +286,8 @@ class Upstream:
             stx.reply(400, "Bad SDP")
             return
         channel = self.channel_of(req, offer)
-        device_id = await self.source.owner(self.settings, channel) if channel else None
+        # a channel id from the wire is looked up only once it is a 20-digit GB id
+        device_id = await self.source.owner(self.settings, channel) if is_gb_id(channel) else None
         if device_id is None:
             stx.reply(404)
             return

@@ -15,6 +15,7 @@ from typing import Protocol
 import structlog
 
 from . import manscdp
+from .ids import is_gb_id
 from .manscdp import CatalogItem, Manscdp
 from .notify import (
     AlarmNotify,
@@ -23,6 +24,7 @@ from .notify import (
     catalog_events,
     has_events,
 )
+from .queries import valid_items
 from .store import DeviceStore
 from .subscriptions import DeviceSubscriptions
 from .tasks import Spawn
@@ -79,6 +81,9 @@ class DeviceNotifications:
         except (ValueError, manscdp.ManscdpError) as exc:
             stx.reply(400, "Bad NOTIFY")
             log.debug("bad notify", error=str(exc))
+            return
+        if not is_gb_id(sender) or (doc.device_id and not is_gb_id(doc.device_id)):
+            stx.reply(400, "Invalid Device ID")
             return
         if not self.touch(sender, stx.peer, doc.charset):
             stx.reply(403, "Not Registered")
@@ -148,5 +153,5 @@ class DeviceNotifications:
             )
         else:  # a plain listing sent unasked: merged like a partial Catalog answer
             items = [CatalogItem.from_element(e) for e in manscdp.list_items(doc, "DeviceList")]
-            await self.store.save_catalog(sender, items, False)
+            await self.store.save_catalog(sender, valid_items(sender, items), False)
         await self.relay.catalog_changed()

@@ -73,6 +73,22 @@ def is_domain(value: object) -> bool:
     )
 
 
+def is_civil_code(value: object) -> bool:
+    """An administrative division code as catalogs list region nodes: 2, 4, 6 or 8 digits
+    (province, city, county, base unit; Appendix D)."""
+    return (
+        isinstance(value, str)
+        and len(value) in (2, 4, 6, 8)
+        and value.isascii()
+        and value.isdigit()
+    )
+
+
+def is_catalog_id(value: object) -> bool:
+    """What a catalog item may be called: a 20-digit id, or a region's civil code."""
+    return is_gb_id(value) or is_civil_code(value)
+
+
 class GbId(str):
     """A validated 20-digit code; a ``str``, so it goes wherever ids go (keys, XML, URIs)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 
+from .ids import is_catalog_id
 from .manscdp import CatalogItem, Manscdp, el, find_text, list_items
 
 # Catalog <Event> values (§A.2.5 "目录通知"): a channel came, went, changed, went on/off line,
@@ -175,12 +176,13 @@ class CatalogEvent:
 
 def catalog_events(doc: Manscdp) -> list[CatalogEvent]:
     """The items of a Catalog NOTIFY; an item without ``<Event>`` is an ADD (as WVP reads it),
-    one with an unknown event or without a DeviceID is skipped."""
+    one with an unknown event or without a valid DeviceID (20 digits or a civil code) is
+    skipped."""
     out = []
     for node in list_items(doc, "DeviceList"):
         event = (find_text(node, "Event") or ADD).upper()
         item = CatalogItem.from_element(node)
-        if event not in CATALOG_EVENTS or not item.device_id:
+        if event not in CATALOG_EVENTS or not is_catalog_id(item.device_id):
             continue
         if event in STATUS_OF_EVENT:
             item = replace(item, status=STATUS_OF_EVENT[event])

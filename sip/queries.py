@@ -2,7 +2,9 @@
 
 A query gets 200 to its MESSAGE at once; the data follows in separate ``<Response>``
 MESSAGEs carrying the same SN.  Our SNs are unique per server, so answers are matched
-by SN (and CmdType) even when a device puts the NVR id where the channel id belongs.
+by SN (and CmdType) even when a device puts the NVR id where the channel id belongs —
+but only from the device asked: another device cannot answer for it.  Catalog items
+whose id is neither a 20-digit GB id nor a region's civil code are dropped.
 Multi-part answers (Catalog, RecordInfo) are collected up to SumNum, or until a
 timeout, keeping what arrived.
 """
@@ -20,6 +22,7 @@ from typing import Protocol
 import structlog
 
 from . import manscdp, ptz
+from .ids import is_catalog_id
 from .manscdp import CatalogItem, DeviceInfo, DeviceStatusInfo, Manscdp, RecordItem, el
 from .notify import reset_alarm_xml
 from .settings import ServerSettings
@@ -30,6 +33,7 @@ log = structlog.get_logger("sip.server")
 
 @dataclass
 class Collector:
+    device_id: str  # who was asked: only its answers count
     cmd_type: str
     list_name: str | None
     docs: list[Manscdp] = field(default_factory=list)
@@ -103,11 +107,15 @@ class Queries:
             col.done.set()
         self.pending.clear()
 
-    def deliver_response(self, doc: Manscdp) -> None:
-        """A ``<Response>`` MESSAGE from a device: to the query with its SN, if any."""
+    def deliver_response(self, sender: str, doc: Manscdp) -> None:
+        """A ``<Response>`` MESSAGE from device ``sender``: to its query with this SN, if any."""
         col = self.pending.get(doc.sn)
-        if col is not None and col.cmd_type.lower() == doc.cmd_type.lower():
-            col.add(doc)
+        if col is None or col.cmd_type.lower() != doc.cmd_type.lower():
+            return
+        if col.device_id != sender:
+            log.info("answer to another device's query ignored", sender=sender, sn=doc.sn)
+            return
+        col.add(doc)
 
     async def _query(
         self,
@@ -120,7 +128,7 @@ class Queries:
         root: str = "Query",
     ) -> Collector:
         sn = next(self._sn)
-        col = Collector(cmd, list_name)
+        col = Collector(device_id, cmd, list_name)
         self.pending[sn] = col
         body = manscdp.encode(
             root, cmd, sn, target_id or device_id, inner, self.sender.charset_of(device_id)
@@ -176,12 +184,7 @@ class Queries:
         )
         if not col.docs:
             raise QueryError(f"device {device_id} sent no Catalog response")
-        seen: dict[str, CatalogItem] = {}
-        for e in col.items:
-            item = CatalogItem.from_element(e)
-            if item.device_id:
-                seen[item.device_id] = item
-        items = list(seen.values())
+        items = valid_items(device_id, [CatalogItem.from_element(e) for e in col.items])
         complete = col.done.is_set() and col.sum_num is not None
         await self.store.save_catalog(device_id, items, complete)
         return CatalogResult(device_id, items, col.sum_num, complete)
@@ -269,3 +272,18 @@ class Queries:
 
     async def reboot(self, device_id: str) -> None:
         await self.device_control(device_id, device_id, el("TeleBoot", "Boot"))
+
+
+def valid_items(device_id: str, items: list[CatalogItem]) -> list[CatalogItem]:
+    """Catalog items with a 20-digit GB id (or a region's civil code), the last of each id;
+    the others dropped (logged): no id from the wire is used unchecked."""
+    seen: dict[str, CatalogItem] = {}
+    dropped = 0
+    for item in items:
+        if is_catalog_id(item.device_id):
+            seen[item.device_id] = item
+        else:
+            dropped += 1
+    if dropped:
+        log.warning("catalog items with invalid ids dropped", device_id=device_id, count=dropped)
+    return list(seen.values())

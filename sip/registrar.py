@@ -1,9 +1,13 @@
 """REGISTER (GB/T 28181 §2): digest challenge, refresh, unregister, expiry and keepalive loss.
 
-Whether a REGISTER is a (re)connection or a plain refresh is decided by
-:func:`connection_reason` alone; :meth:`Registrar._connected` is what follows one.  The
-registrar writes the :class:`~sip.registry.Registry`; the parts that send to devices
-read it.
+Every REGISTER — a refresh too — must carry the device's digest
+(:class:`~sip.register_auth.RegisterAuth` decides).  Whether an accepted one is a
+(re)connection or a plain refresh is decided by :func:`connection_reason` alone;
+:meth:`Registrar._connected` is what follows one.  Whatever else a device sends is
+accepted only from where its live registration is (:meth:`Registrar.accepts`): a
+message naming a device from any other address or connection is refused and counted,
+so nobody moves a device by claiming its id.  The registrar writes the
+:class:`~sip.registry.Registry`; the parts that send to devices read it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from typing import Protocol
 
 import structlog
 
-from .auth import DigestAuthenticator
 from .ids import is_gb_id
 from .media_api import DeviceConnectListener
 from .message import SipParseError, SipRequest, SipResponse, response_for
+from .register_auth import RegisterAuth, sampled, source_of
 from .registry import Registration, Registry
 from .settings import ServerSettings
 from .store import DeviceStore
@@ -29,9 +33,7 @@ from .transport import Peer
 
 log = structlog.get_logger("sip.server")
 
-
-def source_of(peer: Peer) -> tuple[str, str, int]:
-    return (peer.transport, peer.host, peer.port)
+__all__ = ["Registrar", "connection_reason", "source_of"]
 
 
 def connection_reason(
@@ -98,7 +100,8 @@ class Registrar:
         self.spawn = spawn
         self.tz = tz
         self.clock = clock
-        self.auth = DigestAuthenticator(settings.domain, settings.nonce_ttl_s)
+        self.auth = RegisterAuth(settings, store, registry, clock)
+        self.counts = {"refused_source": 0}  # messages naming a device from elsewhere
         self.connect_listeners: list[DeviceConnectListener] = []
         self.connections = 0  # (re)connections seen, see connection_reason
         self._connect_queries: dict[str, asyncio.Task[None]] = {}  # per device, latest only
@@ -119,12 +122,35 @@ class Registrar:
 
     # --- MESSAGEs from devices -------------------------------------------------------
 
-    def keepalive(self, device_id: str, peer: Peer, charset: str) -> bool:
-        """A Keepalive; False when the device is not registered (it gets 404 and registers)."""
+    def accepts(self, device_id: str, peer: Peer) -> Registration | None:
+        """The device's live registration if ``peer`` is where it lives, else None (counted
+        when the device is registered elsewhere: someone else is using its id)."""
         reg = self.registry.get(device_id)
         if reg is None or self.clock() > reg.expires_at:
-            return False
-        self._seen(reg, peer, charset)
+            return None
+        if not reg.sent_by(peer):
+            self.counts["refused_source"] += 1
+            if not sampled(self.counts["refused_source"]):
+                return None
+            log.info(
+                "message from another address refused",
+                device_id=device_id,
+                peer=f"{peer.transport} {peer.host}:{peer.port}",
+                registered=f"{reg.source[0]} {reg.source[1]}:{reg.source[2]}",
+                refused_so_far=self.counts["refused_source"],
+            )
+            return None
+        return reg
+
+    def keepalive(self, device_id: str, peer: Peer, charset: str) -> int:
+        """A Keepalive: 200; 404 when the device is not registered (it registers again);
+        403 when it is registered from elsewhere."""
+        reg = self.registry.get(device_id)
+        if reg is None or self.clock() > reg.expires_at:
+            return 404
+        if self.accepts(device_id, peer) is None:
+            return 403
+        self._seen(reg, charset)
         if not reg.online:  # back after a keepalive timeout, without a new REGISTER
             reg.online = True
             self.spawn(
@@ -133,19 +159,18 @@ class Registrar:
             )
             self.spawn(self._tell_connected(device_id, "keepalive"), "sip-connect-listeners")
         self._keepalives[device_id] = (peer.host, peer.port, datetime.now(UTC))
-        return True
+        return 200
 
     def touch(self, device_id: str, peer: Peer, charset: str) -> bool:
-        """Any other MESSAGE; False when the device is not registered (403)."""
-        reg = self.registry.get(device_id)
+        """Any other request from a device; False unless it comes from its registration."""
+        reg = self.accepts(device_id, peer)
         if reg is None:
             return False
-        self._seen(reg, peer, charset)
+        self._seen(reg, charset)
         return True
 
-    def _seen(self, reg: Registration, peer: Peer, charset: str) -> None:
+    def _seen(self, reg: Registration, charset: str) -> None:
         reg.last_seen = self.clock()
-        reg.peer = peer
         if charset:
             reg.charset = charset
 
@@ -169,37 +194,12 @@ class Registrar:
         if c.allowed_device_ids and device_id not in c.allowed_device_ids:
             stx.reply(403, "Device Not Allowed")
             return
+        record = await self.auth.admit(stx, device_id)
+        if record is None:
+            return  # answered: challenged or refused
         reg = self.registry.get(device_id)
-        reason = connection_reason(reg, req.call_id, cseq, stx.peer, self.clock())
-        charset = reg.charset if reg else "GB2312"
-        if reason is not None or req.get("Authorization") is not None:
-            header = req.get("Authorization")
-            if header is None:
-                stx.reply(401, WWW_Authenticate=self.auth.challenge())
-                return
-            record = await self.store.get_device(device_id)
-            if record is None:
-                if not c.auto_create_devices:
-                    stx.reply(403, "Unknown Device")
-                    return
-                record = await self.store.create_pending(device_id)
-                log.info("device auto-created as pending", device_id=device_id)
-            if not record.enabled:
-                stx.reply(403, "Device Disabled")
-                return
-            charset = record.charset or charset  # per-device override (GB2312 or UTF-8)
-            password = record.password or c.password
-            if not password:
-                stx.reply(403, "No Password")
-                return
-            result = self.auth.verify(header, "REGISTER", password)
-            if not result.ok:
-                if result.stale:
-                    stx.reply(401, WWW_Authenticate=self.auth.challenge(stale=True))
-                else:
-                    log.warning("register refused", device_id=device_id, reason=result.reason)
-                    stx.reply(403, "Wrong Password")
-                return
+        # a per-device override (GB2312 or UTF-8), else what its bodies said so far
+        charset = record.charset or (reg.charset if reg else "GB2312")
         now = self.clock()
         resp = _register_ok(stx, expires, self.tz if c.send_date_header else None)
         if expires == 0:
@@ -227,6 +227,7 @@ class Registrar:
         )
         if reason is not None:
             self.connections += 1
+        _rebind(reg, stx.peer)
         stx.respond(resp)
         await self.store.registered(
             device_id,
@@ -279,6 +280,7 @@ class Registrar:
         reg.online = False
         if reason in ("unregister", "expired"):
             self.registry.pop(device_id)
+            _rebind(reg, None)
         log.info("device offline", device_id=device_id, reason=reason)
         await self.sessions.device_gone(device_id, reason)
         await self.store.set_online(device_id, False, at=datetime.now(UTC), reason=reason)
@@ -318,6 +320,19 @@ class Registrar:
                     await self.go_offline(reg.device_id, reason)
                 except Exception as exc:  # noqa: BLE001 - keep watching the other devices
                     log.error("offline not stored", device_id=reg.device_id, error=repr(exc))
+
+
+def _rebind(old: Registration | None, peer: Peer | None) -> None:
+    """The TCP connection a registration runs on keeps the long idle limit; one it left
+    (a new connection, or none: the registration ended) gets the short one again."""
+    if (
+        old is not None
+        and old.peer.conn is not None
+        and old.peer.conn is not getattr(peer, "conn", None)
+    ):
+        old.peer.conn.bound = False
+    if peer is not None and peer.conn is not None:
+        peer.conn.bound = True
 
 
 def _expires(req: SipRequest) -> int | None:

@@ -30,6 +30,15 @@ class Registration:
     cseq: int = 0  # CSeq of the last accepted REGISTER
     registered_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    def sent_by(self, peer: Peer) -> bool:
+        """Whether ``peer`` is where this registration lives: the transport address of its
+        REGISTER on UDP; on TCP the very connection requests to the device go down."""
+        if peer.transport != self.peer.transport:
+            return False
+        if peer.transport == "TCP":
+            return peer.conn is not None and peer.conn is self.peer.conn
+        return (peer.transport, peer.host, peer.port) == self.source
+
 
 class Registry:
     """Registrations by device id: written by the registrar, read by whoever sends."""

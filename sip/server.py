@@ -6,6 +6,10 @@ superiors (:class:`Upstream`) each get only what they need; this class builds th
 routes each request by method and body, and offers their operations as one
 ``PlayController`` for the media layer and one device API for the application.
 Handlers run on the event loop; whatever awaits runs in a tracked task.
+
+Trust at the edge: a request is taken from a device only when it comes from that
+device's live registration (``Registrar.accepts``), from a superior only from that
+superior's address, and ids from the wire are checked as GB ids before any use.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from .cascade import Upstream
 from .cascade_source import CascadeMedia, CascadeSource, StoreSource
 from .device_notifications import DeviceNotifications
 from .extended_queries import ExtendedQueries
+from .ids import is_gb_id
 from .manscdp import Manscdp, ManscdpError
 from .media_api import (
     DeviceConnectListener,
@@ -33,6 +38,7 @@ from .media_api import (
 from .message import SipParseError, SipRequest, new_tag
 from .outgoing import Outgoing, SipError
 from .queries import Queries
+from .register_auth import sampled
 from .registrar import Registrar
 from .registry import Registry
 from .sessions import InviteSessions
@@ -41,7 +47,7 @@ from .store import DeviceStore
 from .subscriptions import DeviceSubscriptions
 from .tasks import TaskSet
 from .transaction import Endpoint, ServerTransaction
-from .transport import Peer
+from .transport import Peer, TcpLimits
 from .upward import UpwardRelay
 
 __all__ = ["SipError", "SipServer"]  # SipError: what the device API raises
@@ -69,7 +75,13 @@ class SipServer:
         self.store = store
         self.tz = ZoneInfo(timezone)
         self._sdp_ip = sdp_ip
-        self.endpoint = Endpoint(self._on_request, self._on_ack, t1=settings.t1)
+        self.endpoint = Endpoint(
+            self._on_request,
+            self._on_ack,
+            t1=settings.t1,
+            tcp_limits=tcp_limits(settings),
+            max_transactions=settings.max_transactions,
+        )
         self.endpoint.local_tag = new_tag()
         self.tasks = TaskSet()
         self.registry = Registry()
@@ -104,7 +116,7 @@ class SipServer:
         self.cascade_media: CascadeMedia | None = None  # set by the application before start
         # what superiors see (catalog tree, selection, records); the bare store without one
         self.cascade_source: CascadeSource | None = None
-        self._counts = {"register": 0, "keepalive": 0, "message": 0, "bad": 0}
+        self._counts = {"register": 0, "keepalive": 0, "message": 0, "bad": 0, "bad_id": 0}
         # subscriptions to devices, what they notify, and what goes on to the superiors
         self.subscriptions = DeviceSubscriptions(
             self.endpoint,
@@ -132,7 +144,14 @@ class SipServer:
         c = self.config
         await self.endpoint.listen(c.host, c.port, tuple(c.transports))
         self.registrar.start()
-        log.info("sip listening", host=c.host, port=self.port, transports=list(c.transports))
+        log.info(
+            "sip listening",
+            host=c.host,
+            port=self.port,
+            transports=list(c.transports),
+            max_tcp_connections=self.endpoint.transport.max_connections,
+            global_password=bool(c.password),
+        )
         for up in c.upstreams:
             await self.add_upstream(up, self.cascade_media).start()
 
@@ -171,7 +190,17 @@ class SipServer:
 
     @property
     def stats(self) -> dict[str, int]:
-        return {**self._counts, "connections": self.registrar.connections}
+        """Counters: requests, refusals (``refused_source``, ``auth_*``, ``bad_id``, TCP)."""
+        transport = self.endpoint.transport
+        return {
+            **self._counts,
+            "connections": self.registrar.connections,
+            **self.registrar.counts,
+            **self.registrar.auth.counts,
+            **transport.counts,
+            "tcp_open": len(transport.incoming),
+            "unstored": self.endpoint.unstored,
+        }
 
     def add_upstream(
         self,
@@ -222,14 +251,20 @@ class SipServer:
 
     def _on_ack(self, req: SipRequest, peer: Peer) -> None:
         up = self._upstream_for(req)
-        if up is not None:
+        if up is not None and up.sent_by(peer):
             up.agent.on_ack(req, peer)
 
     def _on_request(self, stx: ServerTransaction) -> None:
         req = stx.request
         up = self._upstream_for(req)
         if up is not None:
-            up.agent.on_request(stx)
+            if up.sent_by(stx.peer):
+                up.agent.on_request(stx)
+            else:  # the superior's id from elsewhere: someone else speaking for it
+                self.registrar.counts["refused_source"] += 1
+                if sampled(self.registrar.counts["refused_source"]):
+                    log.info("request in a superior's name refused", peer=stx.peer.addr)
+                stx.reply(403, "Not From Superior")
             return
         method = req.method
         if method == "REGISTER":
@@ -241,6 +276,10 @@ class SipServer:
         elif method == "MESSAGE":
             self._message(stx)
         elif method in ("BYE", "INFO"):
+            dialog = self.sessions.dialogs.get(req.call_id)
+            if dialog is not None and not self.registrar.touch(dialog.device_id, stx.peer, ""):
+                stx.reply(403, "Not From The Device")
+                return
             self.sessions.on_request(stx)
         elif method == "OPTIONS":
             stx.reply(200, Allow=ALLOW)
@@ -276,19 +315,22 @@ class SipServer:
         except SipParseError:
             stx.reply(400)
             return
+        if not is_gb_id(sender) or (doc.device_id and not is_gb_id(doc.device_id)):
+            self._counts["bad_id"] += 1
+            stx.reply(400, "Invalid Device ID")
+            return
         if doc.cmd_type == "Keepalive":
             self._counts["keepalive"] += 1
-            if self.registrar.keepalive(sender, stx.peer, doc.charset):
-                stx.reply(200)
-            else:
-                stx.reply(404, "Not Registered")  # makes the device register again
+            status = self.registrar.keepalive(sender, stx.peer, doc.charset)
+            # 404 makes the device register again; 403: registered, but not from there
+            stx.reply(status, {200: None, 403: "Not Registered Here"}.get(status, "Not Registered"))
             return
         if not self.registrar.touch(sender, stx.peer, doc.charset):
             stx.reply(403, "Not Registered")
             return
         stx.reply(200)
         if doc.root == "Response":
-            self.queries.deliver_response(doc)
+            self.queries.deliver_response(sender, doc)
         elif doc.root == "Notify":
             self._notify(sender, doc, req)
         else:
@@ -297,7 +339,9 @@ class SipServer:
     def _notify(self, sender: str, doc: Manscdp, req: SipRequest) -> None:
         spawn = self.tasks.spawn
         if doc.cmd_type == "MediaStatus" and doc.text("NotifyType") == "121":
-            spawn(self.sessions.media_ended(req.call_id), "sip-media-status")
+            dialog = self.sessions.dialogs.get(req.call_id)
+            if dialog is not None and dialog.device_id == sender:  # only its own sessions
+                spawn(self.sessions.media_ended(req.call_id), "sip-media-status")
         else:  # Alarm (acknowledged, relayed), MobilePosition, Catalog changes
             self.notifications.handle(sender, doc, via_notify=False)
 
@@ -307,3 +351,14 @@ class SipServer:
             self.tasks.spawn(
                 self.subscriptions.device_connected(device_id, reason), "sip-subscribe"
             )
+
+
+def tcp_limits(settings: ServerSettings) -> TcpLimits:
+    """Idle limits for incoming TCP: short without a registration; with one, twice the
+    silence after which the device is offline anyway."""
+    registered = 2 * settings.keepalive_interval_s * settings.keepalive_misses
+    return TcpLimits(
+        max_connections=settings.max_tcp_connections,
+        idle_s=settings.tcp_idle_s,
+        bound_idle_s=max(settings.tcp_idle_s, registered),
+    )

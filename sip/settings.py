@@ -73,6 +73,18 @@ class ServerSettings(Protocol):
     @property
     def nonce_ttl_s(self) -> float: ...
     @property
+    def auth_max_failures(self) -> int: ...  # wrong digests per device before a lockout
+    @property
+    def auth_lockout_s(self) -> float: ...  # the first lockout; doubled per further one
+    @property
+    def auth_lockout_max_s(self) -> float: ...
+    @property
+    def tcp_idle_s(self) -> float: ...  # incoming TCP without a registration: closed when silent
+    @property
+    def max_tcp_connections(self) -> int: ...  # incoming, at most a quarter of the fd limit
+    @property
+    def max_transactions(self) -> int: ...  # server transactions remembered; beyond: stateless
+    @property
     def query_timeout_s(self) -> float: ...
     @property
     def catalog_timeout_s(self) -> float: ...
@@ -120,12 +132,18 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 5060
     transports: tuple[str, ...] = ("udp", "tcp")
-    password: str = "12345678"
+    password: str = ""  # no default: devices need their own, or one configured here
     auto_create_devices: bool = True
     allowed_device_ids: tuple[str, ...] = ()
     keepalive_interval_s: float = 60.0
     keepalive_misses: int = 3
     nonce_ttl_s: float = 300.0
+    auth_max_failures: int = 5
+    auth_lockout_s: float = 60.0
+    auth_lockout_max_s: float = 3600.0
+    tcp_idle_s: float = 30.0
+    max_tcp_connections: int = 4096
+    max_transactions: int = 10_000
     query_timeout_s: float = 10.0
     catalog_timeout_s: float = 15.0
     invite_timeout_s: float = 10.0

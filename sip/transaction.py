@@ -6,6 +6,12 @@ are absorbed by resending the last response; Timer J/K keep the record around
 long enough for that; INVITE final responses are retransmitted until the ACK
 (Timer G/H).  Timers are ``call_later`` handles, never tasks, so an idle
 endpoint holds no coroutine.
+
+Server state is bounded: a non-INVITE request refused (4xx–6xx but a 401 challenge, whose
+retransmissions must see the same nonce) is forgotten at once — a retransmission is
+simply refused again — and past ``max_transactions`` requests are handled without a
+record (statelessly: a retransmission is handled again), so a flood costs no memory and
+legitimate devices are still answered.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from .message import (
     new_branch,
     response_for,
 )
-from .transport import Peer, SipTransport
+from .transport import Peer, SipTransport, TcpLimits
 
 log = structlog.get_logger("sip.transaction")
 
@@ -33,6 +39,7 @@ T1 = 0.5
 T2 = 4.0
 T4 = 5.0
 MAX_FORWARDS = "70"
+MAX_TRANSACTIONS = 10_000
 
 
 class TransactionTimeout(Exception):
@@ -63,9 +70,10 @@ class ServerTransaction:
             self._arm_retransmit()
             ep.invite_awaiting_ack[(self.request.call_id, self.request.cseq[0])] = self
             self._timer_h = ep.loop.call_later(64 * ep.t1, self._terminate)
+        elif (resp.status >= 400 and resp.status != 401) or self.peer.transport != "UDP":
+            self._terminate()  # refused: nothing worth absorbing retransmissions for
         else:
-            delay = 64 * ep.t1 if self.peer.transport == "UDP" else 0.0  # Timer J
-            ep.loop.call_later(delay, self._terminate)
+            ep.loop.call_later(64 * ep.t1, self._terminate)  # Timer J
 
     def reply(self, status: int, reason: str | None = None, **kwargs: str) -> SipResponse:
         resp = response_for(self.request, status, reason, to_tag=self.endpoint.local_tag)
@@ -91,7 +99,8 @@ class ServerTransaction:
     def _terminate(self) -> None:
         self.acked()
         ep = self.endpoint
-        ep.server_transactions.pop(self.key, None)
+        if ep.server_transactions.get(self.key) is self:
+            del ep.server_transactions[self.key]
         ep.invite_awaiting_ack.pop((self.request.call_id, self.request.cseq[0]), None)
 
 
@@ -131,12 +140,16 @@ class Endpoint:
         on_ack: AckHandler | None = None,
         t1: float = T1,
         user_agent: str = "vms-gb28181",
+        tcp_limits: TcpLimits | None = None,
+        max_transactions: int = MAX_TRANSACTIONS,
     ) -> None:
         self.on_request = on_request
         self.on_ack = on_ack
         self.t1 = t1
         self.user_agent = user_agent
-        self.transport = SipTransport(self._on_message, self._on_error)
+        self.max_transactions = max_transactions
+        self.unstored = 0  # requests handled without a record: the table was full
+        self.transport = SipTransport(self._on_message, self._on_error, tcp_limits)
         self.client_transactions: dict[tuple[str, str], ClientTransaction] = {}
         self.server_transactions: dict[tuple[str, str, str], ServerTransaction] = {}
         self.invite_awaiting_ack: dict[tuple[str, int], ServerTransaction] = {}
@@ -199,7 +212,10 @@ class Endpoint:
                 self.transport.send(stx.last_response, peer)
             return
         stx = ServerTransaction(msg, peer, self)
-        self.server_transactions[key] = stx
+        if len(self.server_transactions) < self.max_transactions:
+            self.server_transactions[key] = stx
+        else:
+            self.unstored += 1
         try:
             self.on_request(stx)
         except Exception as exc:

@@ -3,12 +3,21 @@
 Protocol classes rather than streams: no task per connection, so an idle TCP
 device costs a buffer, not a coroutine.  A TCP reply goes back on the
 connection the request came in on (NATed devices cannot be reached otherwise).
+
+Incoming TCP connections are bounded (:class:`TcpLimits`): at most
+``max_connections`` (never more than a quarter of the process's file descriptors),
+the stalest connection that carries no registration making room for a new one; one
+with no complete message for ``idle_s`` is closed (``bound_idle_s`` once a
+registration runs on it).  A trickle of bytes that never completes a message does not
+count as activity.
 """
 
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,26 +36,49 @@ log = structlog.get_logger("sip.transport")
 
 MAX_TCP_CONNECTIONS = 20000
 UDP_RCVBUF = 4 * 1024 * 1024
+FD_SHARE = 4  # SIP/TCP may hold at most 1/FD_SHARE of the descriptors (RTP, HTTP, DB need theirs)
+
+
+@dataclass(frozen=True)
+class TcpLimits:
+    """Bounds for incoming TCP connections; 0 → no idle timeout (the device side)."""
+
+    max_connections: int = MAX_TCP_CONNECTIONS
+    idle_s: float = 0.0  # without a registration
+    bound_idle_s: float = 0.0  # carrying a registration
+
+
+def fd_cap(wanted: int) -> int:
+    """``wanted``, but well under the soft limit on open files."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return wanted
+    return max(1, min(wanted, soft // FD_SHARE))
 
 
 class TcpConnection(asyncio.Protocol):
     """One TCP peer: frames by Content-Length, closes on garbage it cannot resync."""
 
-    def __init__(self, owner: SipTransport) -> None:
+    def __init__(self, owner: SipTransport, incoming: bool = True) -> None:
         self.owner = owner
+        self.incoming = incoming  # accepted by our listener (outgoing ones are never idled)
+        self.bound = False  # a registration runs on it (set by the registrar)
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
+        self.last_message = time.monotonic()
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] - uvloop's is no asyncio.Transport
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer("TCP", host, port, self)
-        if len(self.owner.connections) >= MAX_TCP_CONNECTIONS:
+        if self.incoming and not self.owner.admit(self):
             transport.close()
             return
         self.owner.connections.add(self)
+        if self.incoming:
+            self.owner.incoming.add(self)
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
@@ -54,14 +86,15 @@ class TcpConnection(asyncio.Protocol):
             messages = self.framer.feed(data)
         except SipParseError as exc:
             self.owner.on_error(data, self.peer, exc)
-            if self.transport is not None:
-                self.transport.close()
+            self.close()
             return
+        if messages:
+            self.last_message = time.monotonic()
         for msg in messages:
             self.owner.on_message(msg, self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.owner.connections.discard(self)
+        self.owner.forget(self)
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -70,6 +103,11 @@ class TcpConnection(asyncio.Protocol):
             return False
         self.transport.write(data)
         return True
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        self.owner.forget(self)
 
     @property
     def is_open(self) -> bool:
@@ -116,14 +154,62 @@ ErrorHandler = Callable[[bytes, Peer, SipParseError], None]
 class SipTransport:
     """UDP and TCP listeners on one port, plus outgoing TCP connections."""
 
-    def __init__(self, on_message: MessageHandler, on_error: ErrorHandler) -> None:
+    def __init__(
+        self, on_message: MessageHandler, on_error: ErrorHandler, limits: TcpLimits | None = None
+    ) -> None:
         self.on_message = on_message
         self.on_error = on_error
+        self.limits = limits or TcpLimits()
+        self.max_connections = fd_cap(self.limits.max_connections)
         self.connections: set[TcpConnection] = set()
+        self.incoming: set[TcpConnection] = set()  # accepted ones, the bounded kind
+        self.counts = {"tcp_refused": 0, "tcp_evicted": 0, "tcp_idle_closed": 0}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.host = "127.0.0.1"
         self.port = 0
+
+    # --- bounds on incoming TCP ------------------------------------------------------
+
+    def admit(self, conn: TcpConnection) -> bool:
+        """Room for a new incoming connection: the stalest unbound one goes when full."""
+        if len(self.incoming) < self.max_connections:
+            return True
+        idle = [c for c in self.incoming if not c.bound]
+        if not idle:
+            self.counts["tcp_refused"] += 1
+            return False
+        min(idle, key=lambda c: c.last_message).close()
+        self.counts["tcp_evicted"] += 1
+        return True
+
+    def forget(self, conn: TcpConnection) -> None:
+        self.connections.discard(conn)
+        self.incoming.discard(conn)
+
+    def _idle_limit(self, conn: TcpConnection) -> float:
+        return self.limits.bound_idle_s if conn.bound else self.limits.idle_s
+
+    def sweep(self, now: float | None = None) -> int:
+        """Close incoming connections silent past their limit; how many were closed."""
+        now = time.monotonic() if now is None else now
+        closed = 0
+        for conn in list(self.incoming):
+            limit = self._idle_limit(conn)
+            if limit > 0 and now - conn.last_message > limit:
+                conn.close()
+                closed += 1
+        self.counts["tcp_idle_closed"] += closed
+        return closed
+
+    async def _sweep_forever(self) -> None:
+        limits = [x for x in (self.limits.idle_s, self.limits.bound_idle_s) if x > 0]
+        period = max(0.05, min(1.0, min(limits) / 4))
+        while True:
+            await asyncio.sleep(period)
+            if self.sweep():
+                log.info("idle tcp connections closed", open=len(self.connections))
 
     async def listen(
         self, host: str, port: int, transports: tuple[str, ...] = ("udp", "tcp")
@@ -155,6 +241,8 @@ class SipTransport:
                 if wanted != 0 or _attempt == 19:
                     raise
         self.host, self.port = host, port
+        if self._tcp is not None and (self.limits.idle_s > 0 or self.limits.bound_idle_s > 0):
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="sip-tcp-idle")
 
     def send(self, msg: SipMessage, peer: Peer) -> None:
         """Best-effort send; a lost UDP datagram is the transaction layer's business."""
@@ -174,12 +262,17 @@ class SipTransport:
         """An outgoing TCP connection whose incoming messages reach ``on_message``."""
         loop = asyncio.get_running_loop()
         _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: TcpConnection(self), host, port), timeout
+            loop.create_connection(lambda: TcpConnection(self, incoming=False), host, port),
+            timeout,
         )
         assert proto.peer is not None
         return proto.peer
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         if self._udp is not None:
             self._udp.close()
             self._udp = None

@@ -124,6 +124,8 @@ class DeviceUserAgent:
         self._tag = new_tag()
         self._sn = itertools.count(1)
         self._peer: Peer | None = None
+        self._challenge: dict[str, str] | None = None  # the platform's last digest challenge
+        self._nc = 0  # how often its nonce has been used
         self._runner: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------
@@ -217,28 +219,41 @@ class DeviceUserAgent:
         return req
 
     async def register(self, expires: int | None = None, password: str | None = None) -> int:
-        """One REGISTER exchange (answering a 401 once); returns the final status."""
+        """One REGISTER exchange (answering a 401 once); returns the final status.
+
+        A refresh reuses the platform's last nonce with the next ``nc``, as field devices
+        do; a platform that wants a new one says so with a 401, answered with the new nonce.
+        """
         c = self.settings
         exp = c.expires_s if expires is None else expires
+        secret = password or c.password
         peer = await self.peer()
         req = self.register_request(exp)
+        if self._challenge is not None:
+            self._nc += 1
+            req.add("Authorization", self._authorization(req, secret))
         resp = await self.endpoint.request(req, peer)
         if resp.status == 401:
-            challenge = parse_digest(resp.get("WWW-Authenticate") or "")
+            self._challenge = parse_digest(resp.get("WWW-Authenticate") or "")
+            self._nc = 1
             req = self.register_request(exp)
-            req.add(
-                "Authorization",
-                authorization_header(
-                    c.device_id, password or c.password, "REGISTER", req.uri, challenge
-                ),
-            )
+            req.add("Authorization", self._authorization(req, secret))
             resp = await self.endpoint.request(req, peer)
+        if resp.status != 200:
+            self._challenge = None
         self.state.register_status = resp.status
         if resp.status == 200 and exp > 0:
             self.state.registered.set()
         else:
             self.state.registered.clear()
         return resp.status
+
+    def _authorization(self, req: SipRequest, password: str) -> str:
+        assert self._challenge is not None
+        c = self.settings
+        return authorization_header(
+            c.device_id, password, "REGISTER", req.uri, self._challenge, nc=self._nc
+        )
 
     async def keepalive(self) -> int | None:
         """One Keepalive; its answer's status, None when none came."""

@@ -8,8 +8,10 @@ event loop never waits on the database.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,17 +38,38 @@ def _redact(url: str) -> str:
         return url
 
 
-def make_engine(url: str, connect_timeout_s: float = 5.0, echo: bool = False) -> Engine:
+@dataclass(frozen=True)
+class PoolLimits:
+    """Connections the pool keeps, may add under load, and how long a checkout may wait.
+
+    The API's concurrency limits are sized under ``size + overflow`` (``api.limits``), so
+    the pool is never what requests queue on; a checkout that still times out is a 503.
+    """
+
+    size: int = 20
+    overflow: int = 20
+    timeout_s: float = 10.0
+
+
+def make_engine(
+    url: str,
+    connect_timeout_s: float = 5.0,
+    echo: bool = False,
+    pool: PoolLimits | None = None,
+) -> Engine:
+    pool = pool or PoolLimits()
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    pooled = {"pool_size": pool.size, "max_overflow": pool.overflow, "pool_timeout": pool.timeout_s}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         path = make_url(url).database  # None or "" for an in-memory database
         if path and path != ":memory:" and not path.startswith("file:"):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs.update(pooled)  # a file: a queue pool (in-memory ones keep their own)
     elif url.startswith("postgresql"):
         kwargs["connect_args"] = {"connect_timeout": max(1, int(connect_timeout_s))}
         kwargs["pool_pre_ping"] = True
-        kwargs["pool_size"] = 10
+        kwargs.update(pooled)
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 
@@ -92,10 +115,19 @@ def table_names(engine: Engine) -> list[str]:
 class Database:
     """The node's database: engine, session factory and helpers."""
 
-    def __init__(self, url: str, connect_timeout_s: float = 5.0, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        connect_timeout_s: float = 5.0,
+        echo: bool = False,
+        pool: PoolLimits | None = None,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, connect_timeout_s, echo)
+        self.connect_timeout_s = connect_timeout_s
+        self.engine = make_engine(url, connect_timeout_s, echo, pool)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._health: Engine | None = None
+        self._health_lock = threading.Lock()
 
     def open(self, run_migrations: bool = True) -> None:
         check_connection(self.engine)
@@ -104,6 +136,19 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._health is not None:
+            self._health.dispose()
+            self._health = None
+
+    def ping(self) -> None:
+        """``SELECT 1`` on a connection of its own: a health probe never queues on the pool."""
+        with self._health_lock:
+            if self._health is None:
+                self._health = make_engine(
+                    self.url, self.connect_timeout_s, pool=PoolLimits(1, 0, self.connect_timeout_s)
+                )
+            with self._health.connect() as conn:
+                conn.execute(text("SELECT 1"))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

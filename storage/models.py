@@ -269,13 +269,19 @@ class AlarmAction(Base):
 
 
 class RecordingSegment(Base):
-    """One recorded fragment (or a gap) of a channel, stored as an object."""
+    """One recorded fragment (or a gap) of a camera, stored as an object.
+
+    A camera is its device's ID and its channel ID (GB codes, so the history survives a
+    device re-created by an admin); never the channel ID alone, which another device's
+    catalog could also list.
+    """
 
     __tablename__ = "recording_segments"
-    __table_args__ = (Index("ix_recording_channel_start", "channel_id", "start"),)
+    __table_args__ = (Index("ix_recording_camera_start", "device_id", "channel_id", "start"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    channel_id: Mapped[str] = mapped_column(String(20))  # GB code: survives device re-creation
+    device_id: Mapped[str] = mapped_column(String(20), default="", server_default=text("''"))
+    channel_id: Mapped[str] = mapped_column(String(20))
     start: Mapped[datetime] = mapped_column()
     end: Mapped[datetime] = mapped_column()
     object_key: Mapped[str] = mapped_column(String(255), default="")

@@ -359,9 +359,10 @@ class RecordingBookmark(Base):
     """A marked moment in a camera's recording (a sensor warning, an alarm, a user's mark)."""
 
     __tablename__ = "recording_bookmarks"
-    __table_args__ = (Index("ix_bookmarks_channel_at", "channel_id", "at"),)
+    __table_args__ = (Index("ix_bookmarks_camera_at", "device_id", "channel_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(20), default="")  # the camera's device
     channel_id: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column()
     label: Mapped[str] = mapped_column(String(200), default="")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ import cv2
 
 from analyzers.events import AlarmEvent, AlarmStatus
 from api.orgs import create_org
+from sip.channel_ref import ChannelRef
 from storage.db import Database
 from storage.models import Channel, Device, OrgKind
 from vms.config import Settings, load_settings
@@ -47,6 +48,11 @@ class Site:
     cameras: list[str]  # enterprise cameras
     station_cameras: list[str]
     other_cameras: list[str]
+    devices: dict[str, str] = field(default_factory=dict)  # channel id → its device's id
+
+    def camera(self, channel_id: str) -> ChannelRef:
+        """A seeded channel as the hub and the analyzers name it: (device, channel)."""
+        return ChannelRef(self.devices[channel_id], channel_id)
 
 
 def seed_site(db: Database, cameras: int = 3) -> Site:
@@ -70,6 +76,7 @@ def seed_site(db: Database, cameras: int = 3) -> Site:
                 cid = camera_code(code, i)
                 s.add(Channel(device_pk=device.id, channel_id=cid, name=f"cam {i}"))
                 target.append(cid)
+                site.devices[cid] = device.device_id
     return site
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from analyzers.manifest import all_manifests, status
+from sip.channel_ref import ChannelRef
 from vms.media.frames import AccessUnit
 
 from .testdata import vision
@@ -21,6 +22,8 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 VISION = vision()
 COFFEE = VISION / "coffee.png"
 CHANNEL = "37010000001320000001"
+DEVICE = "37010000001180000001"  # the NVR listing CHANNEL
+CAMERA = ChannelRef(DEVICE, CHANNEL)  # how the hub and the pool name the camera
 FULL_FRAME = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import av
 
 from simdevice.video_source import clip_for
+from sip.channel_ref import ChannelRef
 from storage.db import Database
 from storage.objects import LocalObjectStore
 from vms.config import load_settings
@@ -160,7 +161,7 @@ async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
         await asyncio.sleep(0.1)
 
 
-async def record_clip(services: Services, channel_id: str, wall0: float) -> None:
+async def record_clip(services: Services, camera: ChannelRef, wall0: float) -> None:
     """Real segments of the pedestrian clip in the node's index, as if recorded at ``wall0``:
     the units go through the hub into the recorder (no SIP: ``publish``)."""
     from .recording_support import encode_clip
@@ -173,12 +174,12 @@ async def record_clip(services: Services, channel_id: str, wall0: float) -> None
     await recorder.start()
     try:
         await recorder.refresh()
-        assert channel_id in recorder.channels, "the channel must be recordable (device online)"
-        for i, unit in enumerate(clip.access_units(channel_id, wall0)):
-            hub.publish(unit)
+        assert camera in recorder.channels, "the channel must be recordable (device online)"
+        for i, unit in enumerate(clip.access_units(camera.channel_id, wall0)):
+            hub.publish(camera, unit)
             if i % 32 == 0:
                 await asyncio.sleep(0)
-        await asyncio.wait_for(recorder.flush(channel_id), 30)
+        await asyncio.wait_for(recorder.flush(camera), 30)
     finally:
         await asyncio.wait_for(recorder.stop(), 20)
         await asyncio.wait_for(hub.stop(), 20)

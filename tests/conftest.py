@@ -61,7 +61,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def settings(tmp_path: Path) -> Settings:
     return load_settings(
         server={"data_dir": tmp_path / "data"},
-        sip={"host": "127.0.0.1", "port": 0},
+        sip={"host": "127.0.0.1", "port": 0, "password": "test-device-pass"},  # no default one
         auth={"jwt_secret": "test-secret-not-for-production-0123456789"},
     )
 

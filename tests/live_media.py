@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from sip.channel_ref import ChannelRef
 from vms.live import ice
 from vms.media.frames import AccessUnit, Gap, Subscription
 
@@ -59,40 +60,47 @@ class FakeHub:
     """The stream hub's consumer side (subscribe/publish) as agreed in hub_api.md, no device."""
 
     def __init__(self) -> None:
-        self.subs: dict[str, list[Subscription]] = {}
+        self.subs: dict[ChannelRef, list[Subscription]] = {}
         self.subscribe_calls = 0
-        self.keyframe_requests: list[str] = []
-        self.codecs: dict[str, str] = {}
+        self.keyframe_requests: list[ChannelRef] = []
+        self.codecs: dict[ChannelRef, str] = {}
 
     def subscribe(
-        self, channel_id: str, name: str, maxlen: int = 256, *, audio: bool = False
+        self, channel: ChannelRef, name: str, maxlen: int = 256, *, audio: bool = False
     ) -> Subscription:
+        assert isinstance(channel, ChannelRef), channel  # as the real hub insists
         self.subscribe_calls += 1
-        sub = Subscription(channel_id, name, maxlen, on_close=self._closed, audio=audio)
-        self.subs.setdefault(channel_id, []).append(sub)
+        sub = Subscription(
+            channel.channel_id,
+            name,
+            maxlen,
+            on_close=lambda s: self.subs.get(channel, []).remove(s),
+            audio=audio,
+        )
+        self.subs.setdefault(channel, []).append(sub)
         return sub
 
-    def _closed(self, sub: Subscription) -> None:
-        self.subs.get(sub.channel_id, []).remove(sub)
-
-    def publish(self, item: AccessUnit | Gap) -> None:
-        for sub in tuple(self.subs.get(item.channel_id, ())):
+    def publish(self, channel: ChannelRef, item: AccessUnit | Gap) -> None:
+        for sub in tuple(self.subs.get(channel, ())):
             sub.offer(item)
 
-    def stats(self, channel_id: str) -> dict[str, object] | None:
-        codec = self.codecs.get(channel_id)
-        return None if codec is None else {"channel_id": channel_id, "codec": codec}
+    def stats(self, channel: ChannelRef) -> dict[str, object] | None:
+        codec = self.codecs.get(channel)
+        return None if codec is None else {"channel_id": channel.channel_id, "codec": codec}
 
-    def request_keyframe(self, channel_id: str) -> None:
-        self.keyframe_requests.append(channel_id)
+    def request_keyframe(self, channel: ChannelRef) -> None:
+        self.keyframe_requests.append(channel)
 
-    def consumers(self, channel_id: str) -> int:
-        return len(self.subs.get(channel_id, ()))
+    def consumers(self, channel: ChannelRef) -> int:
+        return len(self.subs.get(channel, ()))
 
 
 DEVICE_ID = "34020000001320000001"
 CHANNEL_ID = "34020000001310000001"
 OTHER_CHANNEL_ID = "34020000001310000002"
+OTHER_DEVICE_ID = "34020000001320000002"
+CAMERA = ChannelRef(DEVICE_ID, CHANNEL_ID)
+OTHER_CAMERA = ChannelRef(OTHER_DEVICE_ID, OTHER_CHANNEL_ID)
 PASSWORD = "live-pass-123"
 
 
@@ -118,7 +126,7 @@ def seed_cameras(db: object) -> None:
         s.add(User(username="ent_b", password_hash=pw, role=Role.enterprise, org_id=ent_b.id))
         for org, dev_id, ch_id, name in (
             (ent_a, DEVICE_ID, CHANNEL_ID, "罐区东 Tank east"),
-            (ent_b, "34020000001320000002", OTHER_CHANNEL_ID, "加油岛 Pump island"),
+            (ent_b, OTHER_DEVICE_ID, OTHER_CHANNEL_ID, "加油岛 Pump island"),
         ):
             device = Device(device_id=dev_id, name=f"NVR {org.name}", org_id=org.id, online=True)
             device.channels.append(Channel(channel_id=ch_id, name=name))

@@ -20,7 +20,9 @@ from vms.demo import demo_components, seed_demo
 from vms.media.hub import StreamHub
 
 from .live_media import (
+    CAMERA,
     CHANNEL_ID,
+    DEVICE_ID,
     FPS,
     PASSWORD,
     access_unit,
@@ -52,7 +54,7 @@ class LiveNode:
         self.demo = demo
         self.settings = load_settings(
             server={"data_dir": data_dir, "host": "127.0.0.1", "port": 0},
-            sip={"host": "127.0.0.1", "port": 0},
+            sip={"host": "127.0.0.1", "port": 0, "password": "live-node-pass"},  # no default
             auth={
                 "jwt_secret": "browser-test-secret-0123456789abcdef",
                 "admin_username": "admin",
@@ -112,6 +114,7 @@ class LiveNode:
                 self.services.objects.put(key, data, "video/mp2t")
                 s.add(
                     RecordingSegment(
+                        device_id=DEVICE_ID,
                         channel_id=CHANNEL_ID,
                         start=start,
                         end=end,
@@ -152,7 +155,7 @@ class LiveNode:
         units = encoded_units(profile="high")  # what cameras send; the SDP says baseline
         i = 0
         while True:
-            self.services.media.publish(access_unit(CHANNEL_ID, i, units))
+            self.services.media.publish(CAMERA, access_unit(CHANNEL_ID, i, units))
             i += 1
             await asyncio.sleep(1 / FPS)
 

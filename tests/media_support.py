@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import pytest
 
 from rtp.h26x import h264_payloads, h265_payloads, split_annexb
 from rtp.packetizer import PT_H264, RTP_MTU, interleaved, packetize, packetize_payloads, rfc4571
@@ -330,7 +331,15 @@ class NvrRig:
 
     hub: Any
     nvr: Any
-    channels: list[str]
+    channels: list[str]  # the channel ids the NVR's catalog gave
+    device_id: str = ""
+
+    @property
+    def cameras(self) -> list[Any]:
+        """The channels as the hub, recorder and live view name them: (device, channel)."""
+        from sip.channel_ref import ChannelRef
+
+        return [ChannelRef(self.device_id, c) for c in self.channels]
 
 
 @contextlib.asynccontextmanager
@@ -375,7 +384,7 @@ async def nvr_rig(
         async with asyncio.timeout(10):
             while len(channels()) < want:  # the catalog on register fills the DB
                 await asyncio.sleep(0.05)
-        yield NvrRig(hub, device, channels())
+        yield NvrRig(hub, device, channels(), device_id)
     finally:
         await hub.stop()
         await device.stop()
@@ -391,3 +400,10 @@ async def collect_units(sub: Any, count: int, timeout: float = 15) -> list[Acces
             if isinstance(item, AccessUnit):
                 units.append(item)
     return units
+
+
+def ps_clip(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[list[bytes], Reference]:
+    """A 4 s 640x360 PS clip (GOP 1 s) as RTP packets, with ffmpeg's reading of it."""
+    path = tmp_path_factory.mktemp(name) / "clip.ps"
+    ps = ffmpeg_ps(path, seconds=4, size="640x360", gop=25)
+    return packets_of(ps), reference(path)

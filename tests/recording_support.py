@@ -11,8 +11,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import httpx
 
+from api.app import create_app
 from api.security import create_token
+from sip.channel_ref import ChannelRef
 from storage.models import Channel, Device, Organisation, OrgKind, Role, User
 from vms.media.frames import AccessUnit
 from vms.media.hub import StreamHub
@@ -81,6 +84,16 @@ async def start_hub(services: Services) -> StreamHub:
     return hub
 
 
+def device_of(org_id: int) -> str:
+    """The device :func:`seed` creates for an organisation."""
+    return f"3401000000118{org_id:07d}"
+
+
+def camera(org_id: int, channel_id: str) -> ChannelRef:
+    """A camera :func:`seed` created: the organisation's device and the channel."""
+    return ChannelRef(device_of(org_id), channel_id)
+
+
 def seed(services: Services, channel_ids: list[str], org_name: str = "Plant A") -> tuple[int, str]:
     """An enterprise with one online device holding the channels, and an enterprise user.
 
@@ -90,8 +103,7 @@ def seed(services: Services, channel_ids: list[str], org_name: str = "Plant A") 
         s.add(org)
         s.flush()
         org.path = f"/{org.id}/"
-        serial = f"{org.id:07d}"
-        device = Device(device_id=f"3401000000118{serial}", org_id=org.id, online=True)
+        device = Device(device_id=device_of(org.id), org_id=org.id, online=True)
         device.channels = [Channel(channel_id=c) for c in channel_ids]
         user = User(
             username=f"user{org.id}", password_hash="x", role=Role.enterprise, org_id=org.id
@@ -100,3 +112,13 @@ def seed(services: Services, channel_ids: list[str], org_name: str = "Plant A") 
         s.flush()
         secret = services.settings.auth.jwt_secret
         return org.id, create_token(secret, user.id, user.role.value, 3600)
+
+
+def client(services: Services, token: str) -> httpx.AsyncClient:
+    """An API client on the app in-process, as the given user."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(services)),
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )

@@ -30,7 +30,7 @@ from vms.services import Services
 from .recording_support import seed, start_hub
 
 DEVICE = "34020000001180000001"
-PASSWORD = "12345678"
+PASSWORD = "replay-nvr-pass"  # not a vendor default: there is none
 
 
 @dataclass

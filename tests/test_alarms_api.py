@@ -193,8 +193,10 @@ async def test_filters_paging_csv_statistics_and_image(node: Node) -> None:
     detail = (await c.get(f"/api/alarms/{evs[0].alarm_id}", headers=h)).json()
     assert detail["image_url"] == f"/api/alarms/{evs[0].alarm_id}/image?status=1"
     # clip: 10 s before the alarm to 10 s after its clear, as a recordings export URL
+    # of the camera: its device rides along (another device may list the same channel code)
     assert detail["clip_url"] == (
         f"/api/recordings/{cams[0]}/export.mp4?start=2026-11-24T16:29:50Z&end=2026-11-24T23:30:10Z"
+        f"&device_id={node.site.devices[cams[0]]}"
     )
     img = await c.get(detail["image_url"], headers=h)
     assert img.status_code == 200 and img.content == bus_jpeg()

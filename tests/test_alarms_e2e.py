@@ -106,7 +106,8 @@ async def test_alarm_and_clear_reach_the_receiver_with_valid_fields(tmp_path) ->
             assert row is not None and not row.active
             assert row.cleared_at == cleared_at and row.raised_at == raised_at
             assert row.clear_image_key == out2.image_key
-            assert row.clip_key.startswith(camera + "/")  # recording on: clip reference
+            # recording on: a clip reference to the camera, (device, channel)
+            assert row.clip_key.startswith(f"{site.devices[camera]}/{camera}/")
         assert station.created
     finally:
         await component.stop()

@@ -104,7 +104,8 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
 
 async def test_put_config_then_real_video_gives_stored_alarm_and_clear(node: Node) -> None:
     cam = node.site.cameras[0]
-    assert cam not in node.services.analyzers.stats()
+    ref = node.site.camera(cam)
+    assert ref not in node.services.analyzers.stats()
     r = await node.client.put(
         f"/api/analyzers/channels/{cam}", json=INTRUSION, headers=node.auth("ent")
     )
@@ -112,7 +113,7 @@ async def test_put_config_then_real_video_gives_stored_alarm_and_clear(node: Nod
     body = r.json()
     assert body["running"] and body["profile"] == "enterprise" and body["codes"]["intrusion"] == "4"
     for au in pedestrian_clip(channel=cam):
-        node.services.media.publish(au)
+        node.services.media.publish(ref, au)
         await asyncio.sleep(0.05)
 
     async def alarms() -> list[dict]:
@@ -133,8 +134,9 @@ async def test_put_config_then_real_video_gives_stored_alarm_and_clear(node: Nod
     image = await node.client.get(row["image_url"], headers=node.auth("ent"))
     assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
     stats = (await node.client.get("/api/analyzers/stats", headers=node.auth("ent"))).json()
-    assert stats["running"] and set(stats["channels"]) == {cam}  # scoped: not other's camera
-    ch = stats["channels"][cam]
+    assert stats["running"] and set(stats["channels"]) == {str(ref)}  # not other's camera
+    ch = stats["channels"][str(ref)]
+    assert (ch["device_id"], ch["channel_id"]) == (ref.device_id, cam)
     assert ch["analysed"] >= 10 and ch["alarms"] == 1 and ch["clears"] == 1
     assert {"fps", "dropped_queue", "dropped_stale", "gated"} <= set(ch)
     got = (await node.client.get(f"/api/analyzers/channels/{cam}", headers=node.auth("ent"))).json()
@@ -143,15 +145,16 @@ async def test_put_config_then_real_video_gives_stored_alarm_and_clear(node: Nod
 
 async def test_camera_enabled_in_database_starts_with_the_node(node: Node) -> None:
     other = node.site.other_cameras[0]
-    assert other in node.services.analyzers.stats()
+    ref = node.site.camera(other)
+    assert ref in node.services.analyzers.stats()
     r = await node.client.get("/api/analyzers/stats", headers=node.auth("other"))
-    assert set(r.json()["channels"]) == {other}
+    assert set(r.json()["channels"]) == {str(ref)}
     off = {**INTRUSION, "enabled": False}
     r = await node.client.put(
         f"/api/analyzers/channels/{other}", json=off, headers=node.auth("other")
     )
     assert r.status_code == 200 and not r.json()["running"]
-    assert other not in node.services.analyzers.stats()
+    assert ref not in node.services.analyzers.stats()
 
 
 async def test_bad_configs_get_clear_422_and_change_nothing(node: Node) -> None:
@@ -219,7 +222,7 @@ async def test_channel_patch_validates_analysis_like_the_analyzer_put(node: Node
     assert r.status_code == 200, r.text
     stored = r.json()["analysis"]
     assert stored["rules"][0]["confirm_s"] == 120 and stored["detect"]["track"] is True
-    assert cam in node.services.analyzers.stats()  # applied at once, like the PUT
+    assert node.site.camera(cam) in node.services.analyzers.stats()  # at once, like the PUT
     r = await node.client.patch(url, json={"analysis": None}, headers=node.auth("ent"))
     assert r.status_code == 200 and r.json()["analysis"]["enabled"] is False
-    assert cam not in node.services.analyzers.stats()
+    assert node.site.camera(cam) not in node.services.analyzers.stats()

@@ -19,7 +19,7 @@ from analyzers.pool import AnalyzerPool
 from vms.media.frames import AccessUnit, Gap
 from vms.media.hub import StreamHub
 
-from .analyzers_support import CHANNEL, FULL_FRAME, MODELS, pedestrian_clip, require_model
+from .analyzers_support import CAMERA, CHANNEL, FULL_FRAME, MODELS, pedestrian_clip, require_model
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +38,21 @@ async def run_clip(services, units, config: dict, profile: str = "enterprise"):
     pool = AnalyzerPool(services.settings, hub, emit=collect, models_dir=MODELS)
     await pool.start()
     try:
-        await pool.configure(CHANNEL, profile, AnalysisConfig.model_validate(config))
+        await pool.configure(CAMERA, profile, AnalysisConfig.model_validate(config))
         for au in units:
-            hub.publish(au)
+            hub.publish(CAMERA, au)
             await asyncio.sleep(0.05)  # twice real time: the worker keeps up at 2 fps
         # wait until the worker has gone quiet: every sampled frame analysed
         loop = asyncio.get_running_loop()
         deadline, last, quiet_since = loop.time() + 90, -1, loop.time()
         while loop.time() < deadline:
-            analysed = pool.stats()[CHANNEL]["analysed"]
+            analysed = pool.stats()[CAMERA]["analysed"]
             if analysed != last:
                 last, quiet_since = analysed, loop.time()
             elif loop.time() - quiet_since > 2.0:
                 break
             await asyncio.sleep(0.1)
-        return events, pool.stats()[CHANNEL]
+        return events, pool.stats()[CAMERA]
     finally:
         await pool.stop()
         await hub.stop()
@@ -89,7 +89,8 @@ async def test_intrusion_alarm_and_clear_from_real_pedestrian_video(services, cl
     alarm, clear = events
     assert alarm.alarm_id == clear.alarm_id and len(alarm.alarm_id) == 36
     assert alarm.alarm_type == "4" and alarm.rule == "intrusion" and alarm.profile == "enterprise"
-    assert alarm.channel_id == CHANNEL and alarm.at.tzinfo is not None
+    assert alarm.channel_id == CHANNEL and alarm.device_id == CAMERA.device_id
+    assert alarm.at.tzinfo is not None
     assert alarm.detail["boxes"] and all(b["label"] == "person" for b in alarm.detail["boxes"])
     raw = check_jpeg(alarm.raw_jpeg, (576, 768))
     drawn = check_jpeg(alarm.snapshot_jpeg, (576, 768))
@@ -142,18 +143,18 @@ async def test_back_pressure_drops_instead_of_queueing(services, clip) -> None:
             "sample": {"mode": "fps", "fps": 30},
             "rules": [{"type": "gathering", "min_people": 2}],
         }
-        await pool.configure(CHANNEL, "enterprise", AnalysisConfig.model_validate(config))
+        await pool.configure(CAMERA, "enterprise", AnalysisConfig.model_validate(config))
         for _ in range(3):  # the clip three times, as a stream that restarts twice
             for au in clip:
-                hub.publish(au)
+                hub.publish(CAMERA, au)
                 await asyncio.sleep(0.002)  # ~50x real time, far beyond inference speed
-            hub.publish(Gap(CHANNEL, "restarted"))
+            hub.publish(CAMERA, Gap(CHANNEL, "restarted"))
         for _ in range(300):
-            st = pool.stats()[CHANNEL]
+            st = pool.stats()[CAMERA]
             if st["analysed"] >= 4:
                 break
             await asyncio.sleep(0.1)
-        st = pool.stats()[CHANNEL]
+        st = pool.stats()[CAMERA]
         assert st["dropped_queue"] > 0 and st["analysed"] >= 4, str(st)
         assert st["sent"] + st["dropped_queue"] <= st["received"]
         assert pool._inqs[0].qsize() <= 4  # bounded, never more than queue_size waiting

@@ -75,12 +75,14 @@ class Node:
     async def frames(self, cid: str, seconds: float, dets: list[Detection]) -> None:
         """Scripted results at 4 fps of stream time, each with a real picture in the ring."""
         pool = self.analyzers.pool  # type: ignore[union-attr]
+        ref = self.site.camera(cid)
         for _ in range(int(seconds * 4)):
-            cam = pool.cams[cid]
+            cam = pool.cams[ref]
             before = cam.stats.analysed
             slot, seq = pool._rings[cam.worker].write(FRAME)
             pts, wall = int(self.t * 90000), 1.7e9 + self.t
-            pool._results.put_nowait(("result", cid, slot, seq, pts, wall, dets, False, 0, 1.0))
+            result = ("result", cam.key, slot, seq, pts, wall, dets, False, 0, 1.0)
+            pool._results.put_nowait(result)  # the worker names the camera by its key
             await wait_until(lambda c=cam, b=before: c.stats.analysed > b, 5, "result handled")
             self.t += 0.25
 
@@ -140,6 +142,7 @@ async def raise_before_restart(n: Node, cid: str, rule: str = "intrusion", code:
         alarm_id=str(uuid.uuid4()),
         status=AlarmStatus.alarm,
         channel_id=cid,
+        device_id=n.site.devices.get(cid, ""),  # "" for a camera no longer in the catalog
         profile="enterprise",
         rule=rule,
         alarm_type=code,
@@ -176,6 +179,7 @@ async def test_restart_with_rule_false_clears_same_alarm_id_once(node: Node) -> 
     await node.frames(cam, 3, [])  # empty yard for 3 s of stream time (clear_s = 1)
 
     assert [(e.alarm_id, e.status) for e in node.handled] == [(alarm_id, AlarmStatus.clear)]
+    assert node.handled[0].device_id == node.site.devices[cam]  # the camera, not the code alone
     raw = cv2.imdecode(np.frombuffer(node.handled[0].raw_jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert raw.shape == FRAME.shape  # the current frame, not a placeholder
     (alarm,) = node.rows(Alarm)
@@ -213,6 +217,8 @@ async def test_alarms_no_longer_analysed_are_cleared_by_the_system(node: Node) -
     await node.start()
     await node.frames(analysed, 0.5, [])  # a frame comes: the clear uses it
     await wait_until(lambda: len(node.handled) == 3, 10, "three system clears")
+    # handled lists a clear as it starts; its note is written after the clear committed
+    await wait_until(lambda: len(node.rows(AlarmAction)) == 3, 10, "three system clear notes")
 
     by_id = {e.alarm_id: e for e in node.handled}
     assert set(by_id) == {removed_rule, analysis_off, gone}

@@ -317,6 +317,7 @@ def test_alarm_pictures_stay_under_4_mb() -> None:
 
 async def test_sleeping_alarm_record_carries_the_reason(tmp_path) -> None:
     from analyzers.pool import AnalyzerPool, _Camera
+    from sip.channel_ref import ChannelRef
     from vms.config import load_settings
 
     got = []
@@ -328,11 +329,13 @@ async def test_sleeping_alarm_record_carries_the_reason(tmp_path) -> None:
     pool = AnalyzerPool(settings, media=None, emit=emit, models_dir=tmp_path)
     rule = [{"type": "sleeping", "confirm_s": 2, "clear_s": 2}]
     eng = engine(rule, "gas_station")
-    cam = _Camera("37010200101320000001", "gas_station", eng.config, eng, 0)
+    camera = ChannelRef("37010200101180000001", "37010200101320000001")
+    cam = _Camera(camera, "gas_station", eng.config, eng, 0)
     for t in range(4):
         frame = FrameView(t, MONDAY_NOON, [person(0.5, 0.5, hint="lying")])
         for f in eng.process(frame):
             await pool._emit(cam, f, None, 1.7e9 + t)
     (event,) = got
     assert event.alarm_type == "3" and event.rule == "sleeping"
+    assert (event.device_id, event.channel_id) == (camera.device_id, camera.channel_id)
     assert "睡岗" in event.detail["reason"] and "sleeping on post" in event.detail["note"]

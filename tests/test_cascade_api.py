@@ -72,7 +72,7 @@ async def rig(tmp_path: Path):
             tmp_path / "node",
             server_id=NODE_ID,
             domain=NODE_DOMAIN,
-            password="devices",
+            password="devices-pass",
             ports=(36600, 36799),
             upstreams=[upstream],
             catalog_on_register=False,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from api.orgs import create_org
+from sip.channel_ref import ChannelRef
 from sip.media_api import MediaOffer, PlayError, PlayRequest
 from sip.server import SipServer
 from sip.settings import UpstreamConfig
@@ -59,7 +60,7 @@ def seed(db: Database) -> None:
 
 
 async def prepare(services) -> None:
-    await record_clip(services, CH, WALL0)
+    await record_clip(services, ChannelRef(NVR, CH), WALL0)
 
 
 def free_udp() -> int:
@@ -87,7 +88,7 @@ async def cascade(tmp_path: Path):
             tmp_path / "node",
             server_id=NODE_ID,
             domain=NODE_DOMAIN,
-            password="devices",
+            password="devices-pass",
             ports=(36400, 36599),
             upstreams=[upstream],
             catalog_on_register=False,

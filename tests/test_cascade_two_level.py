@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from api.orgs import create_org
 from simdevice.nvr import NvrConfig, SimulatedNvr
 from sip import ids
+from sip.channel_ref import ChannelRef
 from sip.manscdp import el
 from storage.db import Database
 from storage.device_alarm_models import DeviceAlarm
@@ -153,6 +154,7 @@ async def test_county_cascades_to_city(
 async def run_scenario(a, b, nvr: SimulatedNvr, media_transport: str) -> None:
     adb, bdb = a.services.db, b.services.db
     cam = CAMS[0]
+    b_cam = ChannelRef(A_ID, cam)  # on B, A's camera is a channel of the device A
 
     # --- A knows its NVR, is registered with B, B sees A's tree ---------------------------
     def a_secret() -> bool:
@@ -176,7 +178,7 @@ async def run_scenario(a, b, nvr: SimulatedNvr, media_transport: str) -> None:
     assert (info.channels, info.manufacturer) == (2, "vms-gb28181")
 
     # --- B's user watches A's camera live -------------------------------------------------
-    viewer = b.hub.subscribe(cam, "b-viewer")
+    viewer = b.hub.subscribe(b_cam, "b-viewer")
     try:
         live = await take(viewer, 30, timeout=40)
     finally:
@@ -218,7 +220,7 @@ async def run_scenario(a, b, nvr: SimulatedNvr, media_transport: str) -> None:
     recorded = a_segments()
     first = min(r.start for r in recorded)
     assert abs((records.items[0].start - first).total_seconds()) < 1.5  # A's index, not NVR's
-    key, replay = b.hub.open_playback(cam, start, end, "b-replay")
+    key, replay = b.hub.open_playback(b_cam, start, end, "b-replay")
     got = await drain(replay, timeout=60)
     seconds = sum((r.end - r.start).total_seconds() for r in recorded if r.end <= end)
     assert len(got) >= 0.7 * seconds * 10  # 10 fps clip: most of what A had recorded
@@ -234,7 +236,7 @@ async def run_scenario(a, b, nvr: SimulatedNvr, media_transport: str) -> None:
     old_start = start - timedelta(hours=1)
     old = await b.sip.record_info(A_ID, cam, old_start, old_start + timedelta(seconds=3))
     assert old.items  # the NVR's own RecordInfo, passed up
-    _, from_nvr = b.hub.open_playback(cam, old_start, old_start + timedelta(seconds=3), "b-old")
+    _, from_nvr = b.hub.open_playback(b_cam, old_start, old_start + timedelta(seconds=3), "b-old")
     old_units = await drain(from_nvr, timeout=40)
     assert len(old_units) >= 15 and set(decode(old_units)) <= clip_md5s(VIDEO)
     sent = [f for f in a.cascade.describe() if f["mode"] == "Playback"]

@@ -23,7 +23,7 @@ from vms.services import Services
 
 from .live_media import encoded_units, ts_segment
 from .recording_support import seed
-from .replay_support import ReplayNode, ffprobe, replay_node, until
+from .replay_support import DEVICE, ReplayNode, ffprobe, replay_node, until
 
 FRAME_S = 0.04  # the simulated NVR's 25 fps
 
@@ -241,7 +241,9 @@ async def test_cancel_expiry_scope_and_bad_requests(node) -> None:
         assert done["state"] == "done"
         with services.db.session() as s:
             key = s.get(DownloadJob, job["id"]).object_key
-        assert key.startswith(f"downloads/{node.channel}/") and services.objects.exists(key)
+        assert key.startswith(f"downloads/{DEVICE}/{node.channel}/") and services.objects.exists(
+            key
+        )
         later = datetime.now(UTC) + timedelta(hours=73)
         assert await services.downloads.sweep(later) == 1
         assert not services.objects.exists(key)
@@ -265,6 +267,7 @@ async def test_a_range_of_our_own_recording_is_an_export_job(node, tmp_path: Pat
     with services.db.session() as s:
         s.add(
             RecordingSegment(
+                device_id=DEVICE,
                 channel_id=node.channel,
                 start=start,
                 end=start + timedelta(seconds=10),

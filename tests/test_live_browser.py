@@ -17,9 +17,10 @@ import pytest
 from sqlalchemy import select
 
 from analyzers.events import AlarmEvent, AlarmStatus
-from storage.models import Alarm, Channel
+from sip.channel_ref import ChannelRef
+from storage.models import Alarm, Channel, Device
 
-from .live_media import CHANNEL_ID, HEIGHT, OTHER_CHANNEL_ID, WIDTH
+from .live_media import CAMERA, CHANNEL_ID, HEIGHT, OTHER_CAMERA, OTHER_CHANNEL_ID, WIDTH
 from .live_web import (
     ALARM_ROW,
     CHROMEDRIVER,
@@ -97,7 +98,7 @@ def test_operator_watches_live_wall_and_alarms(
     # Live wall (the default view): put the camera on tile 1 and let Chromium decode it.
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".tile select option"), "tiles")
     Select(driver.find_element(By.CSS_SELECTOR, '.tile[data-index="0"] select')).select_by_value(
-        CHANNEL_ID
+        str(CAMERA)  # the UI names a camera "device/channel"
     )
     state = wait_for(
         driver,
@@ -145,7 +146,7 @@ def test_operator_watches_live_wall_and_alarms(
             d.execute_script(
                 "return document.querySelector('.tile[data-index=\"1\"] select').value"
             )
-            == OTHER_CHANNEL_ID
+            == str(OTHER_CAMERA)
         ),
         "the alarm's camera to come onto the wall",
     )
@@ -206,11 +207,11 @@ def test_enterprise_user_sees_only_its_own_camera(node: LiveNode, browser: Any) 
     driver = browser
     options = "return [...document.querySelectorAll('.tile select option')].map(o => o.value)"
     log_in(driver, node, "operator")
-    wait_for(driver, lambda d: CHANNEL_ID in d.execute_script(options), "operator's cameras")
+    wait_for(driver, lambda d: str(CAMERA) in d.execute_script(options), "operator's cameras")
     driver.find_element(By.ID, "logout").click()
     log_in(driver, None, "ent_b")  # same page, no reload: nothing of the operator's may remain
-    wait_for(driver, lambda d: OTHER_CHANNEL_ID in d.execute_script(options), "own cameras")
-    assert CHANNEL_ID not in driver.execute_script(options)
+    wait_for(driver, lambda d: str(OTHER_CAMERA) in d.execute_script(options), "own cameras")
+    assert str(CAMERA) not in driver.execute_script(options)
     nav(driver, "devices")
     tree = wait_for(driver, lambda d: d.find_elements(By.ID, "device-tree"), "device tree")[0]
     wait_for(driver, lambda d: "乙加油站" in tree.text, "own organisation")
@@ -242,7 +243,7 @@ def test_enterprise_user_sees_only_its_own_camera(node: LiveNode, browser: Any) 
             f"const t = document.querySelector('{tile}');"
             "return t && t.querySelector('select').value === arguments[0] &&"
             " t.querySelector('.tile-status').dataset.state === 'connected'",
-            OTHER_CHANNEL_ID,
+            str(OTHER_CAMERA),
         ),
         "the tree's camera to connect on the wall",
     )
@@ -339,7 +340,15 @@ def test_demo_nvr_camera_plays_in_chromium_through_sip_rtp_and_webrtc(
         deadline = time.monotonic() + WAIT_S
         while not channel_id and time.monotonic() < deadline:  # register + Catalog over SIP
             with node.services.db.session() as s:
-                channel_id = s.scalar(select(Channel.channel_id).order_by(Channel.channel_id)) or ""
+                row = s.execute(
+                    select(Device.device_id, Channel.channel_id)
+                    .select_from(Channel)
+                    .join(Device, Channel.device_pk == Device.id)
+                    .order_by(Channel.channel_id)
+                ).first()
+            if row is not None:
+                camera = ChannelRef(*row)
+                channel_id = str(camera)  # the UI's key: "device/channel"
             time.sleep(0.1)
         assert channel_id, "the simulated NVR's catalog never arrived"
         driver = browser
@@ -365,7 +374,7 @@ def test_demo_nvr_camera_plays_in_chromium_through_sip_rtp_and_webrtc(
             "the tile to show the hub's stream figures",
         )
         assert info.startswith(f"{state['w']}×{state['h']} · ") and " fps " in info
-        stats = node.services.media.stats(channel_id)
+        stats = node.services.media.stats(camera)
         assert stats["state"] == "receiving" and stats["codec"] == "h264"
         assert (stats["resolution"][0], stats["resolution"][1]) == (state["w"], state["h"])
         driver.save_screenshot(str(tmp_path / "demo-wall.png"))

@@ -12,7 +12,7 @@ from vms.live.relay import RelayPool
 from vms.live.track import DEFAULT_STEP, PassthroughVideoTrack
 from vms.media.frames import AccessUnit, Codec, Gap, Subscription
 
-from .live_media import CHANNEL_ID, FakeHub
+from .live_media import CAMERA, CHANNEL_ID, FakeHub
 
 
 def unit(i: int, keyframe: bool) -> AccessUnit:
@@ -27,13 +27,13 @@ async def drain(pool: RelayPool) -> None:
 async def test_slow_viewer_skips_to_keyframe_without_holding_back_the_other() -> None:
     hub = FakeHub()
     pool = RelayPool(lambda: hub, viewer_maxlen=8)
-    fast = pool.attach(CHANNEL_ID, "fast")
-    slow = pool.attach(CHANNEL_ID, "slow")
+    fast = pool.attach(CAMERA, "fast")
+    slow = pool.attach(CAMERA, "slow")
     assert hub.subscribe_calls == 1
     got: list[AccessUnit] = []
-    hub.publish(unit(0, False))  # before any keyframe: nobody gets it
+    hub.publish(CAMERA, unit(0, False))  # before any keyframe: nobody gets it
     for i in range(1, 33):
-        hub.publish(unit(i, keyframe=i % 10 == 1))
+        hub.publish(CAMERA, unit(i, keyframe=i % 10 == 1))
         await drain(pool)
         while fast.pending():
             item = await fast.get()
@@ -47,14 +47,14 @@ async def test_slow_viewer_skips_to_keyframe_without_holding_back_the_other() ->
     fast.close()
     slow.close()
     await pool.release_idle()
-    assert hub.consumers(CHANNEL_ID) == 0 and pool.stats() == []
+    assert hub.consumers(CAMERA) == 0 and pool.stats() == []
 
 
 async def test_hub_ending_a_stream_ends_its_viewers() -> None:
     hub = FakeHub()
     pool = RelayPool(lambda: hub)
-    viewer = pool.attach(CHANNEL_ID, "v")
-    hub.subs[CHANNEL_ID][0].close()  # the hub stops the channel
+    viewer = pool.attach(CAMERA, "v")
+    hub.subs[CAMERA][0].close()  # the hub stops the channel
     await drain(pool)
     assert viewer.closed
     items = [await viewer.get() for _ in range(viewer.pending())]
@@ -65,7 +65,7 @@ async def test_hub_ending_a_stream_ends_its_viewers() -> None:
 async def test_no_hub_is_a_lookup_error() -> None:
     pool = RelayPool(lambda: None)
     try:
-        pool.attach(CHANNEL_ID, "v")
+        pool.attach(CAMERA, "v")
     except LookupError as exc:
         assert "media hub" in str(exc)
     else:

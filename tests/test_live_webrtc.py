@@ -14,11 +14,13 @@ from aiortc import RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 
 from api.app import create_app
+from sip.channel_ref import ChannelRef
 from vms.live.service import LiveService, create_live
 from vms.media.hub import StreamHub
 from vms.services import Services
 
 from .live_media import (
+    CAMERA,
     CHANNEL_ID,
     FPS,
     HEIGHT,
@@ -48,20 +50,20 @@ async def node(services: Services) -> AsyncIterator[Node]:
     await live.stop()
 
 
-async def feed(hub: Any, channel_id: str, stop: asyncio.Event) -> None:
+async def feed(hub: Any, camera: ChannelRef, stop: asyncio.Event) -> None:
     """Publish a looping clip at twice real time until told to stop."""
     units = encoded_units()
     i = 0
     while not stop.is_set():
-        hub.publish(access_unit(channel_id, i, units))
+        hub.publish(camera, access_unit(camera.channel_id, i, units))
         i += 1
         await asyncio.sleep(0.5 / FPS)
 
 
 @contextlib.asynccontextmanager
-async def feeding(hub: Any, channel_id: str) -> AsyncIterator[None]:
+async def feeding(hub: Any, camera: ChannelRef) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    task = asyncio.create_task(feed(hub, channel_id, stop))
+    task = asyncio.create_task(feed(hub, camera, stop))
     try:
         yield
     finally:
@@ -117,7 +119,7 @@ async def test_browser_peer_receives_camera_h264_without_reencode(
     await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
 
     try:
-        async with feeding(hub, CHANNEL_ID), asyncio.timeout(20):
+        async with feeding(hub, CAMERA), asyncio.timeout(20):
             await got_track.wait()
             while len(frames) < 20:
                 await asyncio.sleep(0.05)
@@ -143,7 +145,7 @@ async def test_browser_peer_receives_camera_h264_without_reencode(
     assert r.status_code == 204
     await pc.close()
     assert live.sessions == {}
-    assert hub.stats(CHANNEL_ID)["consumers"] == []  # the relay let go with its last viewer
+    assert hub.stats(CAMERA)["consumers"] == []  # the relay let go with its last viewer
     await hub.stop()
 
 
@@ -191,10 +193,10 @@ async def test_viewers_of_one_camera_share_one_hub_subscription(node: Node) -> N
     a = await Viewer.connect(client, headers, CHANNEL_ID)
     b = await Viewer.connect(client, headers, CHANNEL_ID)
     try:
-        async with feeding(hub, CHANNEL_ID), asyncio.timeout(20):
+        async with feeding(hub, CAMERA), asyncio.timeout(20):
             await a.frames_at_least(5)
             await b.frames_at_least(5)
-            assert hub.subscribe_calls == 1 and hub.consumers(CHANNEL_ID) == 1
+            assert hub.subscribe_calls == 1 and hub.consumers(CAMERA) == 1
             assert live.relays.stats()[0]["viewers"] == 2
 
             # One viewer leaves: the other keeps receiving, the hub keeps its one consumer.
@@ -202,12 +204,12 @@ async def test_viewers_of_one_camera_share_one_hub_subscription(node: Node) -> N
             assert r.status_code == 204
             seen = len(b.frames)
             await b.frames_at_least(seen + 5)
-            assert hub.consumers(CHANNEL_ID) == 1
+            assert hub.consumers(CAMERA) == 1
     finally:
         await a.pc.close()
         await b.pc.close()
     await live.hangup(b.answer["session_id"])
-    assert hub.consumers(CHANNEL_ID) == 0 and live.relays.stats() == []
+    assert hub.consumers(CAMERA) == 0 and live.relays.stats() == []
 
 
 async def test_answer_offers_only_configured_host_candidates(node: Node) -> None:
@@ -290,7 +292,7 @@ async def test_limits_and_missing_parts_answer_503(node: Node) -> None:
         await live.hangup(other.answer["session_id"])
         await live.hangup(first.answer["session_id"])
 
-        services.media.codecs[CHANNEL_ID] = "h265"
+        services.media.codecs[CAMERA] = "h265"
         r = await client.post(
             f"/api/live/{CHANNEL_ID}/offer", json={"sdp": pc.localDescription.sdp}, headers=headers
         )
@@ -323,15 +325,15 @@ async def test_keyframe_requests_reach_the_hub_rate_limited(node: Node) -> None:
     try:
         session = live.sessions[viewer.answer["session_id"]]
         sender = session.pc.getSenders()[0]
-        assert hub.keyframe_requests == [CHANNEL_ID]  # asked for the new viewer
+        assert hub.keyframe_requests == [CAMERA]  # asked for the new viewer
         # What aiortc calls on an incoming PLI/FIR (RTCRtpSender._handle_rtcp_packet).
         sender._send_keyframe()
         sender._send_keyframe()
         assert session.track.keyframe_requests == 2
-        assert hub.keyframe_requests == [CHANNEL_ID]  # at most one a second per channel
+        assert hub.keyframe_requests == [CAMERA]  # at most one a second per channel
         live._last_keyframe_request.clear()
         sender._send_keyframe()
-        assert hub.keyframe_requests == [CHANNEL_ID, CHANNEL_ID]
+        assert hub.keyframe_requests == [CAMERA, CAMERA]
     finally:
         await viewer.pc.close()
 
@@ -349,12 +351,12 @@ async def test_unconnected_peers_are_swept_and_stop_closes_everything(node: Node
         live.settings = live.settings.model_copy(update={"connect_timeout_s": 0.01})
         await asyncio.sleep(0.05)
         await live.sweep()
-        assert live.sessions == {} and hub.consumers(CHANNEL_ID) == 0
+        assert live.sessions == {} and hub.consumers(CAMERA) == 0
 
         live.settings = live.settings.model_copy(update={"connect_timeout_s": 20})
         viewer = await Viewer.connect(client, headers, CHANNEL_ID)
         await live.stop()
-        assert live.sessions == {} and hub.consumers(CHANNEL_ID) == 0
+        assert live.sessions == {} and hub.consumers(CAMERA) == 0
         await viewer.pc.close()
     finally:
         await pc.close()

@@ -18,6 +18,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from sqlalchemy import select
 
 from simdevice.audio_source import audio_clip
+from sip.channel_ref import ChannelRef
 from storage.models import RecordingSegment
 from vms.live import ice
 from vms.live.audio_track import PassthroughAudioTrack
@@ -152,7 +153,8 @@ def test_g711_transcoder_keeps_time_across_holes() -> None:
 
 def test_bad_audio_never_costs_the_video(tmp_path: Path) -> None:
     closed: list[Any] = []
-    writer = ChannelWriter(CH, tmp_path, 2.0, 5.0, closed.append, lambda gap: None, audio=True)
+    camera = ChannelRef(DEVICE, CH)
+    writer = ChannelWriter(camera, tmp_path, 2.0, 5.0, closed.append, lambda gap: None, audio=True)
     clip = encode_clip(frames=100)
     for pts, key, data in clip.units:
         writer.handle(AccessUnit(CH, pts, key, data, wallclock=1e9 + pts / 90000))
@@ -175,12 +177,12 @@ async def record(services: Services, codec: str, seconds: float = 5.0) -> list[R
     async with nvr_rig(services, DEVICE, channels=1, audio=codec) as rig:
         recorder = Recorder(services)
         try:
-            rec = await recorder.start_channel(rig.channels[0])
+            rec = await recorder.start_channel(rig.cameras[0])
             assert rec is not None
             async with asyncio.timeout(30):
                 while rec.segments < seconds / 2:
                     await asyncio.sleep(0.1)
-            await recorder.flush(rig.channels[0])
+            await recorder.flush(rig.cameras[0])
         finally:
             await recorder.stop()
     return segment_rows(services)
@@ -226,7 +228,7 @@ async def test_no_audio_stream_for_a_camera_without_audio(
 
 
 @contextlib.asynccontextmanager
-async def viewer(services: Services, channel: str) -> Any:
+async def viewer(services: Services, channel: Any) -> Any:
     """An aiortc peer offering to receive video and audio, answered by the live service."""
     live = create_live(services)
     assert live is not None
@@ -283,7 +285,7 @@ async def test_webrtc_gets_the_cameras_g711_as_is(
     monkeypatch.setattr(encoder, "pack", spy)
     monkeypatch.setattr(encoder, "encode", never)
     async with nvr_rig(services, DEVICE, channels=1, audio=codec) as rig:
-        channel = rig.channels[0]
+        channel = rig.cameras[0]
         running = rig.hub.subscribe(channel, "warm") if warm else None
         if running is not None:
             await collect_units(running, 5)
@@ -309,7 +311,7 @@ async def test_webrtc_gets_the_cameras_g711_as_is(
 
 async def test_aac_camera_gets_no_webrtc_audio(services: Services) -> None:
     async with nvr_rig(services, DEVICE, channels=1, audio="aac") as rig:
-        channel = rig.channels[0]
+        channel = rig.cameras[0]
         running = rig.hub.subscribe(channel, "warm")
         await collect_units(running, 5)
         assert rig.hub.stats(channel)["audio_codec"] == "aac"

@@ -23,15 +23,15 @@ async def until(check, timeout: float = 10.0) -> None:
 @pytest.mark.parametrize("transport", ["udp", "tcp-passive", "tcp-active"])
 async def test_nvr_stream_reaches_subscribers(services: Services, transport: str) -> None:
     async with nvr_rig(services, DEVICE, transport, channels=2) as rig:
-        hub, nvr, channel = rig.hub, rig.nvr, rig.channels[0]
+        hub, nvr, channel, camera = rig.hub, rig.nvr, rig.channels[0], rig.cameras[0]
         assert len(rig.channels) == 2
-        sub = hub.subscribe(channel, "e2e")
+        sub = hub.subscribe(camera, "e2e")
         units = await collect_units(sub, 30)
         assert units[0].keyframe and all(u.codec is Codec.h264 for u in units)
         assert len(decode_units(units)) >= len(units) - 1
-        stats = hub.stats(channel)
+        stats = hub.stats(camera)
         assert stats["state"] == "receiving" and stats["lost"] == 0
-        assert hub.request_keyframe(channel)
+        assert hub.request_keyframe(camera)
         await until(lambda: (channel, "IFameCmd", "Send") in nvr.state.controls)
         assert stats["device_id"] == DEVICE and stats["transport"] == transport
         sub.close()

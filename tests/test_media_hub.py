@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from rtp.packetizer import packetize, rfc4571
+from sip.channel_ref import ChannelRef
 from sip.media_api import (
     MediaAnswer,
     MediaOffer,
@@ -28,6 +29,8 @@ from .media_support import encode_units, nvr_frame
 
 DEVICE = "34020000001110000001"
 CH = "34020000001320000001"
+CAM = ChannelRef(DEVICE, CH)
+UNKNOWN = ChannelRef(DEVICE, "34020000001329999999")
 
 
 @pytest.fixture(scope="module")
@@ -175,11 +178,11 @@ def unit(i: int, key: bool) -> AccessUnit:
 async def test_fanout_and_slow_consumer(services: Services) -> None:
     hub = StreamHub(services)  # no SIP: units come through publish()
     await hub.start()
-    fast = [hub.subscribe(CH, f"fast{i}", maxlen=1000) for i in range(3)]
-    slow = hub.subscribe(CH, "slow", maxlen=8)
+    fast = [hub.subscribe(CAM, f"fast{i}", maxlen=1000) for i in range(3)]
+    slow = hub.subscribe(CAM, "slow", maxlen=8)
     sent = [unit(i, i % 10 == 0) for i in range(100)]
     for u in sent:
-        hub.publish(u)
+        hub.publish(CAM, u)
     for sub in fast:
         got = await take(sub, 100)
         assert got == sent
@@ -188,10 +191,10 @@ async def test_fanout_and_slow_consumer(services: Services) -> None:
     assert any(isinstance(x, Gap) and x.reason == "slow-consumer" for x in pending)
     after_gap = [pending[i + 1] for i, x in enumerate(pending[:-1]) if isinstance(x, Gap)]
     assert all(isinstance(x, AccessUnit) and x.keyframe for x in after_gap)
-    stats = hub.stats(CH)
+    stats = hub.stats(CAM)
     assert stats is not None and stats["frames"] == 100 and stats["keyframes"] == 10
     assert {c["name"] for c in stats["consumers"]} == {"fast0", "fast1", "fast2", "slow"}
-    assert hub.channels() == [CH]
+    assert hub.channels() == [CAM]
     await hub.stop()
 
 
@@ -199,31 +202,31 @@ async def test_fanout_and_slow_consumer(services: Services) -> None:
 async def test_on_demand_pull_and_grace_bye(hub, transport: str) -> None:
     h, nvr = hub
     h.settings.transport = transport
-    sub1 = h.subscribe(CH, "viewer")
+    sub1 = h.subscribe(CAM, "viewer")
     got = await take(sub1, 15)
     assert isinstance(got[0], AccessUnit) and got[0].keyframe
-    sub2 = h.subscribe(CH, "recorder")
+    sub2 = h.subscribe(CAM, "recorder")
     await take(sub2, 5)
     assert len(nvr.plays) == 1
     request, offer = nvr.plays[0]
     assert (request.device_id, request.channel_id, request.mode) == (DEVICE, CH, PlayMode.live)
     assert offer.ssrc.startswith("020000") and 31000 <= offer.port <= 31999
     assert offer.transport.value == transport and offer.ip == h.settings.sdp_ip
-    stats = h.stats(CH)
+    stats = h.stats(CAM)
     assert stats["state"] == "receiving" and stats["codec"] == "h264"
     assert stats["resolution"] == [320, 240] and stats["packets"] > 0
     assert len(stats["consumers"]) == 2
     sub1.close()
     sub2.close()
     # closed and re-opened within the grace period: no BYE, same session
-    sub3 = h.subscribe(CH, "viewer2")
+    sub3 = h.subscribe(CAM, "viewer2")
     await asyncio.sleep(0.3)
     assert nvr.stops == [] and len(nvr.plays) == 1
     await take(sub3, 3)
     sub3.close()
     await until(lambda: nvr.stops == ["call-1"])
     await until(lambda: h.ports.in_use() == 0 and h.ssrcs.in_use() == 0)
-    assert h.stats(CH) is None and h.channels() == []
+    assert h.stats(CAM) is None and h.channels() == []
 
 
 @pytest.mark.parametrize(
@@ -235,7 +238,7 @@ async def test_stream_lost_gap_event_and_reinvite(hub, transport: str, reason: s
     h.settings.transport = transport
     nvr.loop_clip = False  # the device sends the clip once, then goes quiet
     async with h.services.events.subscribe() as events:
-        sub = h.subscribe(CH, "recorder", maxlen=1000)
+        sub = h.subscribe(CAM, "recorder", maxlen=1000)
         items: list[AccessUnit | Gap] = []
         async with asyncio.timeout(10):
             while not any(isinstance(x, Gap) and x.reason == "stream-lost" for x in items):
@@ -254,11 +257,11 @@ async def test_stream_lost_gap_event_and_reinvite(hub, transport: str, reason: s
 async def test_reinvite_backoff_after_failures_and_device_bye(hub) -> None:
     h, nvr = hub
     nvr.fail_plays = 3
-    sub = h.subscribe(CH, "viewer")
+    sub = h.subscribe(CAM, "viewer")
     await take(sub, 3)  # the fourth INVITE worked
-    stream = h._live[CH]
+    stream = h._live[CAM]
     assert stream.retry_delays == [0.05, 0.1, 0.2]
-    assert len(nvr.plays) == 4 and h.stats(CH)["attempts"] == 4
+    assert len(nvr.plays) == 4 and h.stats(CAM)["attempts"] == 4
     await nvr.bye(reason="device BYE")
     items = []
     async with asyncio.timeout(10):
@@ -272,19 +275,19 @@ async def test_reinvite_backoff_after_failures_and_device_bye(hub) -> None:
 async def test_device_rekeyed_ssrc_is_accepted(hub) -> None:
     h, nvr = hub
     nvr.answer_ssrc = "0200009999"
-    sub = h.subscribe(CH, "viewer")
+    sub = h.subscribe(CAM, "viewer")
     got = await take(sub, 5)
     assert isinstance(got[0], AccessUnit)
-    assert h.stats(CH)["foreign_ssrc"] == 0
+    assert h.stats(CAM)["foreign_ssrc"] == 0
     sub.close()
 
 
 async def test_unknown_channel_retries_without_crash(hub) -> None:
     h, nvr = hub
-    sub = h.subscribe("34020000001329999999", "viewer")
-    await until(lambda: h.stats("34020000001329999999")["attempts"] >= 2)
+    sub = h.subscribe(UNKNOWN, "viewer")
+    await until(lambda: h.stats(UNKNOWN)["attempts"] >= 2)
     assert nvr.plays == []
-    assert "not in the database" in h.stats("34020000001329999999")["last_error"]
+    assert "not in the database" in h.stats(UNKNOWN)["last_error"]
     sub.close()
 
 
@@ -292,13 +295,13 @@ async def test_playback_from_nvr(hub) -> None:
     h, nvr = hub
     nvr.loop_clip = False
     start = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
-    key, sub = h.open_playback(CH, start, start + timedelta(minutes=5))
+    key, sub = h.open_playback(CAM, start, start + timedelta(minutes=5))
     got = await take(sub, 20)
     request, offer = nvr.plays[0]
     assert request.mode is PlayMode.playback and request.start == start
     assert offer.ssrc.startswith("120000")
     assert h.playback_stats(key)["mode"] == "Playback"
-    live = h.subscribe(CH, "live")  # a live pull of the same channel is a separate stream
+    live = h.subscribe(CAM, "live")  # a live pull of the same channel is a separate stream
     await until(lambda: len(nvr.plays) == 2)
     await nvr.bye(0, "MediaStatus 121")
     rest = []
@@ -357,7 +360,7 @@ async def test_streams_api_scoped_and_roles(hub) -> None:
         assert r.status_code == 404
         r = await client.post(f"/api/streams/{CH}/start", headers=auth("operator"))
         assert r.status_code == 200 and r.json()["changed"] is True
-        await until(lambda: (h.stats(CH) or {}).get("frames", 0) > 5)
+        await until(lambda: (h.stats(CAM) or {}).get("frames", 0) > 5)
         r = await client.get("/api/streams", headers=auth("admin"))
         assert [s["channel_id"] for s in r.json()] == [CH]
         body = r.json()[0]

@@ -19,11 +19,9 @@ from .media_support import (
     Reference,
     check_segments,
     decode_units,
-    ffmpeg_ps,
     impair,
     make_ingest,
-    packets_of,
-    reference,
+    ps_clip,
     send_udp,
     settle,
     tcp_stream,
@@ -32,9 +30,7 @@ from .media_support import (
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes], Reference]:
-    path = tmp_path_factory.mktemp("media") / "clip.ps"
-    ps = ffmpeg_ps(path, seconds=4, size="640x360", gop=25)
-    return packets_of(ps), reference(path)
+    return ps_clip(tmp_path_factory, "media")
 
 
 def assert_identical(units: list, ref: Reference) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from rtp.packetizer import PT_H264, PT_H265, packetize
 from sip import sdp as sdplib
+from sip.channel_ref import ChannelRef
 from sip.media_api import MediaAnswer, MediaOffer, MediaTransport, PlayRequest, PlaySession
 from storage.models import Channel, Device
 from vms.media import payload
@@ -250,7 +251,7 @@ async def test_hub_pulls_raw_h264_over_udp(services: Services, h264_clip) -> Non
     hub = StreamHub(services)
     await hub.start()
     try:
-        sub = hub.subscribe(CH, "viewer")
+        sub = hub.subscribe(ChannelRef(DEVICE, CH), "viewer")
         got: list[AccessUnit] = []
         async with asyncio.timeout(20):
             while len(got) < 50:
@@ -264,7 +265,7 @@ async def test_hub_pulls_raw_h264_over_udp(services: Services, h264_clip) -> Non
         order = [(first + i) % len(clip) for i in range(50)]
         assert [u.keyframe for u in got] == [clip[i][1] for i in order]
         assert decode_units(got) == decode_bytes([clip[i][2] for i in order])
-        stats = hub.stats(CH)
+        stats = hub.stats(ChannelRef(DEVICE, CH))
         assert stats is not None and stats["codec"] == "h264"
         assert stats["resolution"] == [640, 360] and stats["unknown_pt"] == 0
         sub.close()
@@ -277,7 +278,7 @@ async def test_hub_pulls_raw_h264_over_udp(services: Services, h264_clip) -> Non
 async def test_sip_nvr_raw_h264_end_to_end(services: Services) -> None:
     """Real SIP server + simulated NVR answering ``98 H264/90000`` + the hub, over UDP."""
     async with nvr_rig(services, E2E_DEVICE, channels=1, media_payload="h264") as rig:
-        hub, channel = rig.hub, rig.channels[0]
+        hub, channel = rig.hub, rig.cameras[0]
         sub = hub.subscribe(channel, "e2e")
         units = await collect_units(sub, 30)
         assert units[0].keyframe and all(u.codec is Codec.h264 for u in units)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from api.app import create_app
 from simdevice.nvr import NvrConfig, SimulatedNvr
 from simdevice.video_source import test_pattern as nvr_test_pattern
+from sip.channel_ref import ChannelRef
 from sip.server import SipServer
 from sip.settings import ServerConfig
 from sip.store import MemoryDeviceStore
@@ -26,7 +27,7 @@ from vms.services import Services
 from .recording_support import decode_md5s, seed, start_hub
 
 DEVICE = "34020000001180000001"
-PASSWORD = "12345678"
+PASSWORD = "replay-nvr-pass"  # not a vendor default: there is none
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ async def test_device_playback_recorded_and_served(node) -> None:
             rows = list(s.scalars(select(RecordingSegment).order_by(RecordingSegment.start)))
         assert rows and {r.source for r in rows} == {"playback"}
         assert rows[0].start == start  # wall-clock time of the NVR's recording, not of arrival
-        assert all(r.object_key.startswith(f"playback/{channel}/") for r in rows)
+        assert all(r.object_key.startswith(f"playback/{DEVICE}/{channel}/") for r in rows)
 
         r = await api.get(job["playlist_url"])
         assert r.status_code == 200, r.text
@@ -146,14 +147,15 @@ async def test_live_pull_recorded_and_replayed(node) -> None:
         s.scalars(select(Device)).one().online = True
     recorder: Recorder = services.recorder
     await recorder.refresh()
-    assert channel in recorder.channels
-    rec = recorder.channels[channel]
+    camera = ChannelRef(DEVICE, channel)
+    assert camera in recorder.channels
+    rec = recorder.channels[camera]
     for _ in range(400):  # ~5 s of live video recorded into 2 s segments
         if rec.segments >= 2:
             break
         await asyncio.sleep(0.05)
     assert rec.segments >= 2
-    await asyncio.wait_for(recorder.flush(channel), 20)
+    await asyncio.wait_for(recorder.flush(camera), 20)
     with services.db.session() as s:
         rows = [r for r in s.scalars(select(RecordingSegment).order_by(RecordingSegment.start))]
     assert len(rows) >= 2 and not any(r.is_gap for r in rows)

@@ -20,7 +20,7 @@ from vms.recording import ts
 from vms.recording.recorder import Recorder
 from vms.services import Services
 
-from .recording_support import decode_md5s, encode_clip, seed, start_hub
+from .recording_support import camera, decode_md5s, encode_clip, seed, start_hub
 
 CH = "34010000001320000021"
 
@@ -33,16 +33,16 @@ def segment_rows(db: Database) -> list[RecordingSegment]:
 async def record_clip(services: Services) -> tuple[Recorder, StreamHub, float]:
     services.settings.recording.segment_s = 2
     hub = await start_hub(services)
-    seed(services, [CH])
+    cam = camera(seed(services, [CH])[0], CH)
     wall0 = math.floor(time.time()) - 600.0
     recorder = Recorder(services)
     await recorder.start()
     await recorder.refresh()
     for i, unit in enumerate(encode_clip().access_units(CH, wall0)):
-        hub.publish(unit)
+        hub.publish(cam, unit)
         if i % 32 == 0:
             await asyncio.sleep(0)
-    await asyncio.wait_for(recorder.flush(CH), 20)
+    await asyncio.wait_for(recorder.flush(cam), 20)
     return recorder, hub, wall0
 
 
@@ -58,9 +58,13 @@ async def test_restart_recovers_spool_and_keeps_index(services: Services) -> Non
     spool = recorder.spool
     torn_ms = round((wall0 + 100) * 1000)
     cut = len(seg2) * 3 // 5 + 77  # mid-packet, mid-frame: as a crash leaves it
-    (spool / f"{CH}-{torn_ms}.part").write_bytes(seg2[:cut])
-    (spool / f"{CH}-{torn_ms + 5000}.part").write_bytes(seg2[:400])  # no whole keyframe
-    (spool / f"{CH}-{torn_ms + 9000}.ts").write_bytes(seg3)  # closed, upload never happened
+    slug = camera(1, CH).slug  # <device>_<channel>: the spool names of this version
+    (spool / f"{slug}-{torn_ms}.part").write_bytes(seg2[:cut])
+    (spool / f"{slug}-{torn_ms + 5000}.part").write_bytes(seg2[:400])  # no whole keyframe
+    # closed, upload never happened; named as an older version did (channel only)
+    (spool / f"{CH}-{torn_ms + 9000}.ts").write_bytes(seg3)
+    # the spool file of a channel no device lists stays where it is (nothing guessed)
+    (spool / f"34010000001320009999-{torn_ms}.ts").write_bytes(seg3)
     (spool / "notes.txt").write_text("not ours")
 
     # restart: a new database handle and object store over the same files
@@ -88,7 +92,10 @@ async def test_restart_recovers_spool_and_keeps_index(services: Services) -> Non
         whole = rows[-1]
         assert services2.objects.get(whole.object_key) == seg3
         assert (whole.end - whole.start).total_seconds() == 2.0
-        assert sorted(p.name for p in spool.iterdir()) == ["notes.txt"]
+        assert {(r.device_id, r.channel_id) for r in rows} == {(camera(1, CH).device_id, CH)}
+        assert whole.object_key.startswith(f"recordings/{camera(1, CH).device_id}/{CH}/")
+        left = sorted(p.name for p in spool.iterdir())
+        assert left == [f"34010000001320009999-{torn_ms}.ts", "notes.txt"]
     finally:
         db2.close()
         services.db.open(run_migrations=False)  # the fixture closes it again
@@ -98,14 +105,14 @@ async def test_slow_disk_drops_to_keyframe_and_records_gap(services: Services) -
     services.settings.recording.segment_s = 2
     services.settings.recording.queue_frames = 16
     hub = await start_hub(services)
-    seed(services, [CH])
+    cam = camera(seed(services, [CH])[0], CH)
     clip = encode_clip()
     units = clip.access_units(CH, math.floor(time.time()) - 600.0)
     recorder = Recorder(services)
     await recorder.start()
     try:
         await recorder.refresh()
-        rec = recorder.channels[CH]
+        rec = recorder.channels[cam]
         disk = threading.Event()
         real = rec.writer.handle
 
@@ -115,7 +122,7 @@ async def test_slow_disk_drops_to_keyframe_and_records_gap(services: Services) -
 
         rec.writer.handle = stalled  # the disk stalls while 60 frames arrive
         for unit in units[:60]:
-            hub.publish(unit)
+            hub.publish(cam, unit)
             await asyncio.sleep(0.001)  # the pump keeps up with the hub
         assert rec.queue.qsize() <= 16 and rec.dropped > 0  # bounded, not growing
         disk.set()
@@ -124,10 +131,10 @@ async def test_slow_disk_drops_to_keyframe_and_records_gap(services: Services) -
                 break
             await asyncio.sleep(0.01)
         for unit in units[60:]:  # a disk that keeps up again: no further drops
-            hub.publish(unit)
+            hub.publish(cam, unit)
             while rec.queue.qsize() > 8 or rec.sub.pending():
                 await asyncio.sleep(0.002)
-        await asyncio.wait_for(recorder.flush(CH), 20)
+        await asyncio.wait_for(recorder.flush(cam), 20)
     finally:
         await recorder.stop()
         await hub.stop()
@@ -144,7 +151,7 @@ async def test_slow_disk_drops_to_keyframe_and_records_gap(services: Services) -
 async def test_failed_upload_kept_in_spool_and_retried(services: Services) -> None:
     services.settings.recording.segment_s = 2
     hub = await start_hub(services)
-    seed(services, [CH])
+    cam = camera(seed(services, [CH])[0], CH)
     clip = encode_clip()
     real_put = services.objects.put
     failures: list[str] = []
@@ -161,9 +168,9 @@ async def test_failed_upload_kept_in_spool_and_retried(services: Services) -> No
     try:
         await recorder.refresh()
         for unit in clip.access_units(CH, math.floor(time.time()) - 600.0)[:100]:
-            hub.publish(unit)
+            hub.publish(cam, unit)
             await asyncio.sleep(0)
-        await asyncio.wait_for(recorder.flush(CH), 20)
+        await asyncio.wait_for(recorder.flush(cam), 20)
         assert len(failures) == 1 and len(segment_rows(services.db)) == 1
         left = list(recorder.spool.glob("*.ts"))
         assert len(left) == 1  # nothing lost: the closed segment waits in the spool

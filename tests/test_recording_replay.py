@@ -15,17 +15,17 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.app import create_app
 from storage.models import Channel, Device, RecordingSegment
 from vms.media.frames import Gap
 from vms.media.hub import StreamHub
 from vms.recording.recorder import Recorder
 from vms.services import Services
 
-from .recording_support import Clip, decode_md5s, encode_clip, seed, start_hub
+from .recording_support import Clip, camera, client, decode_md5s, encode_clip, seed, start_hub
 
 CH = "34010000001320000001"
 OTHER = "34010000001320000099"
+CAM = camera(1, CH)  # seed's first organisation: each test's database is new
 
 
 def at(wall0: float, seconds: float) -> str:
@@ -34,7 +34,7 @@ def at(wall0: float, seconds: float) -> str:
 
 async def feed(hub: StreamHub, units: list, batch: int = 32) -> None:
     for i, unit in enumerate(units):
-        hub.publish(unit)
+        hub.publish(CAM, unit)
         if i % batch == 0:
             await asyncio.sleep(0)
 
@@ -52,20 +52,11 @@ async def recording(services: Services) -> AsyncIterator[tuple[Services, Recorde
         await asyncio.wait_for(hub.stop(), 20)
 
 
-def client(services: Services, token: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(services)),
-        base_url="http://test",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-
-
 async def record(recorder: Recorder, hub: StreamHub, clip: Clip, wall0: float) -> None:
     await recorder.refresh()
-    assert CH in recorder.channels
+    assert CAM in recorder.channels
     await feed(hub, clip.access_units(CH, wall0))
-    await asyncio.wait_for(recorder.flush(CH), 20)
+    await asyncio.wait_for(recorder.flush(CAM), 20)
 
 
 async def fetch_playlist_media(api: httpx.AsyncClient, text: str) -> bytes:
@@ -101,7 +92,8 @@ async def test_replay_subrange_matches_source_frames(recording) -> None:
     assert rows[-1].end == datetime.fromtimestamp(wall0 + 10, UTC)
     for r in rows:
         assert services.objects.stat(r.object_key).size == r.size
-        assert r.object_key.startswith(f"recordings/{CH}/")
+        assert r.object_key.startswith(f"recordings/{CAM.device_id}/{CH}/")
+        assert (r.device_id, r.channel_id) == (CAM.device_id, CH)
         assert [k[0] for k in r.keyframes] == [0.0, 1.0]
     assert not list(recorder.spool.iterdir())  # uploaded and indexed: spool empty
 
@@ -153,9 +145,9 @@ async def test_gaps_in_timeline_and_playlist(recording) -> None:
     units = clip.access_units(CH, wall0)
     await recorder.refresh()
     await feed(hub, units[:100])  # 0..4 s
-    hub.publish(Gap(CH, "stream-lost", wall0 + 4))
+    hub.publish(CAM, Gap(CH, "stream-lost", wall0 + 4))
     await feed(hub, units[150:])  # 6..10 s
-    await asyncio.wait_for(recorder.flush(CH), 20)
+    await asyncio.wait_for(recorder.flush(CAM), 20)
 
     with services.db.session() as s:
         gaps = list(s.scalars(select(RecordingSegment).where(RecordingSegment.is_gap)))
@@ -237,19 +229,20 @@ async def test_new_channel_recorded_after_catalog_event(recording) -> None:
     seed(services, [CH])
     services.events.publish("catalog.updated", device_id="x")
     for _ in range(200):
-        if CH in recorder.channels:
+        if CAM in recorder.channels:
             break
         await asyncio.sleep(0.02)
-    assert CH in recorder.channels
-    assert hub.channels() == [CH]  # the recorder holds the pull up as a viewer
-    assert recorder.stats()[CH]["segments"] == 0
+    assert CAM in recorder.channels
+    assert hub.channels() == [CAM]  # the recorder holds the pull up as a viewer
+    assert recorder.stats()[CAM]["segments"] == 0
     services.recorder = recorder
-    _, other = seed(services, ["34010000001320000888"], org_name="Other")
+    other_org, other = seed(services, ["34010000001320000888"], org_name="Other")
     await recorder.refresh()
     async with client(services, other) as api:
         body = (await api.get("/api/recordings/status")).json()
-        assert body["enabled"] and CH not in body["channels"]  # another enterprise's camera
-        assert "34010000001320000888" in body["channels"]
+        assert body["enabled"] and str(CAM) not in body["channels"]  # another enterprise's
+        theirs = body["channels"][str(camera(other_org, "34010000001320000888"))]
+        assert theirs["channel_id"] == "34010000001320000888"
 
 
 async def test_which_channels_are_recorded(recording) -> None:
@@ -264,8 +257,8 @@ async def test_which_channels_are_recorded(recording) -> None:
         channels[ids[1]].record_enabled = False
         channels[ids[2]].status = "OFF"
     await recorder.refresh()
-    assert sorted(recorder.channels) == [ids[0], ids[3]]
-    assert sorted(hub.channels()) == [ids[0], ids[3]]
+    assert sorted(recorder.channels) == [camera(1, ids[0]), camera(1, ids[3])]
+    assert sorted(hub.channels()) == [camera(1, ids[0]), camera(1, ids[3])]
     with services.db.session() as s:
         for device in s.scalars(select(Device)):
             device.online = False  # the NVR went offline: its pulls are released

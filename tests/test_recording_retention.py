@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from sip.channel_ref import ChannelRef
 from storage.models import RecordingSegment
 from vms.media.frames import AccessUnit, Gap
 from vms.media.hub import StreamHub
@@ -18,7 +19,7 @@ from vms.recording.recorder import Recorder
 from vms.recording.retention import prune
 from vms.services import Services
 
-from .recording_support import encode_clip, seed, start_hub
+from .recording_support import camera, encode_clip, seed, start_hub
 
 CH_A = "34010000001320000011"
 CH_B = "34010000001320000012"
@@ -28,7 +29,7 @@ STEP_S = 10
 async def feed_hours(
     recorder: Recorder,
     hub: StreamHub,
-    channel_id: str,
+    cam: ChannelRef,
     base: float,
     count: int,
     lost: range = range(0),
@@ -39,12 +40,13 @@ async def feed_hours(
     for k in range(count):
         if k in lost or k in also_lost:
             if k in (lost.start, also_lost.start):
-                hub.publish(Gap(channel_id, "stream-lost", base + k * STEP_S))
+                hub.publish(cam, Gap(cam.channel_id, "stream-lost", base + k * STEP_S))
             continue
         pts = k * STEP_S * 90000
-        hub.publish(AccessUnit(channel_id, pts, True, key, wallclock=base + pts / 90000))
+        unit = AccessUnit(cam.channel_id, pts, True, key, wallclock=base + pts / 90000)
+        hub.publish(cam, unit)
         if k % 64 == 0:  # keep pace with the writer thread: the test is not about overload
-            rec = recorder.channels[channel_id]
+            rec = recorder.channels[cam]
             while rec.queue.qsize() > 64 or rec.sub.pending() > 64:
                 await asyncio.sleep(0.002)
 
@@ -59,7 +61,7 @@ async def test_six_hours_kept_of_seven_fed(services: Services) -> None:
     cfg = services.settings.recording
     cfg.segment_s, cfg.max_jump_s, cfg.retention_hours = 600, 60, 6
     hub = await start_hub(services)
-    seed(services, [CH_A])
+    cam = camera(seed(services, [CH_A])[0], CH_A)
     now_s = math.floor(time.time())
     base = now_s - 7 * 3600 - 300  # data spans [now - 7h05, now - 5 min)
     recorder = Recorder(services)
@@ -68,8 +70,8 @@ async def test_six_hours_kept_of_seven_fed(services: Services) -> None:
         await recorder.refresh()
         # lost: 1 min after 30 min (outside the window), 1 min at 6h30 (inside it)
         lost, also_lost = range(180, 186), range(2340, 2346)
-        await feed_hours(recorder, hub, CH_A, base, 7 * 360, lost, also_lost)
-        await asyncio.wait_for(recorder.flush(CH_A), 60)
+        await feed_hours(recorder, hub, cam, base, 7 * 360, lost, also_lost)
+        await asyncio.wait_for(recorder.flush(cam), 60)
         before = rows(services)
         gaps_before = rows(services, gaps=True)
         assert len(before) >= 40 and len(gaps_before) == 2
@@ -101,14 +103,14 @@ async def test_quota_removes_oldest_across_channels(services: Services) -> None:
     cfg = services.settings.recording
     cfg.segment_s, cfg.max_jump_s = 60, 60
     hub = await start_hub(services)
-    seed(services, [CH_A, CH_B])
+    org_id = seed(services, [CH_A, CH_B])[0]
     base = math.floor(time.time()) - 3600
     recorder = Recorder(services)
     await recorder.start()
     try:
         await recorder.refresh()
-        await feed_hours(recorder, hub, CH_A, base, 120)
-        await feed_hours(recorder, hub, CH_B, base + 30, 120)
+        await feed_hours(recorder, hub, camera(org_id, CH_A), base, 120)
+        await feed_hours(recorder, hub, camera(org_id, CH_B), base + 30, 120)
         await asyncio.wait_for(recorder.flush(), 60)
     finally:
         await recorder.stop()

@@ -20,7 +20,7 @@ from storage.objects import S3ObjectStore
 from vms.recording.recorder import Recorder
 from vms.services import Services
 
-from .recording_support import decode_md5s, encode_clip, seed, start_hub
+from .recording_support import camera, decode_md5s, encode_clip, seed, start_hub
 from .s3server import S3Server
 
 CH = "34010000001320000051"
@@ -38,7 +38,8 @@ async def test_recording_on_s3(services: Services, s3: S3Server) -> None:
     services.objects.check()
     services.settings.recording.segment_s = 2
     hub = await start_hub(services)
-    _, token = seed(services, [CH])
+    org_id, token = seed(services, [CH])
+    cam = camera(org_id, CH)
     clip = encode_clip()
     wall0 = math.floor(time.time()) - 60.0
     recorder = Recorder(services)
@@ -46,10 +47,10 @@ async def test_recording_on_s3(services: Services, s3: S3Server) -> None:
     try:
         await recorder.refresh()
         for i, unit in enumerate(clip.access_units(CH, wall0)):
-            hub.publish(unit)
+            hub.publish(cam, unit)
             if i % 32 == 0:
                 await asyncio.sleep(0)
-        await asyncio.wait_for(recorder.flush(CH), 30)
+        await asyncio.wait_for(recorder.flush(cam), 30)
     finally:
         await recorder.stop()
         await hub.stop()

@@ -21,11 +21,12 @@ from vms.recording.recorder import Recorder
 from vms.recording.schedule import Schedule, clock_seconds, resolve, validate
 from vms.services import Services
 
-from .recording_support import encode_clip, seed, start_hub
+from .recording_support import camera, encode_clip, seed, start_hub
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")
 CH = "34010000001320000031"
+CAM = camera(1, CH)  # seed's first organisation: each test's database is new
 WEEKDAYS = [{"days": [1, 2, 3, 4, 5], "start": "08:00", "end": "18:00"}]
 
 
@@ -152,13 +153,13 @@ def set_schedule(services: Services, raw: list[dict[str, Any]]) -> None:
 
 
 def consumers(hub: StreamHub) -> list[str]:
-    stats = hub.stats(CH)
+    stats = hub.stats(CAM)
     return [] if stats is None else [c["name"] for c in stats["consumers"]]
 
 
 async def publish(hub: StreamHub, units: list[Any]) -> None:
     for i, unit in enumerate(units):
-        hub.publish(unit)
+        hub.publish(CAM, unit)
         if i % 32 == 0:
             await asyncio.sleep(0)
 
@@ -177,23 +178,23 @@ async def test_recorder_stops_and_resumes_by_schedule(services: Services) -> Non
     try:
         await recorder.start()
         await recorder.refresh()
-        assert CH in recorder.channels and "recorder" in consumers(hub)
+        assert CAM in recorder.channels and "recorder" in consumers(hub)
         assert recorder.next_change == at(SHANGHAI, 2026, 11, 25, 18, 0)
         wall0 = now[0].timestamp()
         await publish(hub, clip.access_units(CH, wall0)[:125])  # 17:59:50 - 17:59:55
         for _ in range(200):  # let the pump hand everything to the writer
-            if recorder.channels[CH].stats()["queued"] == 0 and not any(
-                c["pending"] for c in hub.stats(CH)["consumers"]
+            if recorder.channels[CAM].stats()["queued"] == 0 and not any(
+                c["pending"] for c in hub.stats(CAM)["consumers"]
             ):
                 break
             await asyncio.sleep(0.01)
 
         now[0] = at(SHANGHAI, 2026, 11, 25, 18, 0)  # the window closes
         await recorder.refresh()
-        assert CH not in recorder.channels and "recorder" not in consumers(hub)
+        assert CAM not in recorder.channels and "recorder" not in consumers(hub)
         assert recorder.next_change == at(SHANGHAI, 2026, 11, 26, 8, 0)
         with services.db.session() as s:
-            rows = rows_between(s, CH, now[0] - timedelta(hours=1), now[0] + timedelta(days=1))
+            rows = rows_between(s, CAM, now[0] - timedelta(hours=1), now[0] + timedelta(days=1))
         segments = [r for r in rows if not r.is_gap]
         assert segments and segments[-1].end.timestamp() == pytest.approx(wall0 + 5, abs=0.05)
         gaps = [(r.reason, r.start, r.end) for r in rows if r.is_gap]
@@ -205,14 +206,14 @@ async def test_recorder_stops_and_resumes_by_schedule(services: Services) -> Non
 
         now[0] = at(SHANGHAI, 2026, 11, 26, 8, 0)  # Thursday morning: the window opens
         await recorder.refresh()
-        assert CH in recorder.channels and "recorder" in consumers(hub)
+        assert CAM in recorder.channels and "recorder" in consumers(hub)
         wall1 = now[0].timestamp() - 5  # unit 125 (a keyframe at 5 s) at 08:00:00
         await publish(hub, clip.access_units(CH, wall1)[125:])
-        await asyncio.wait_for(recorder.flush(CH), 20)
+        await asyncio.wait_for(recorder.flush(CAM), 20)
 
         start, end = at(SHANGHAI, 2026, 11, 25, 17, 0), at(SHANGHAI, 2026, 11, 26, 9, 0)
         with services.db.session() as s:
-            rows = rows_between(s, CH, start, end)
+            rows = rows_between(s, CAM, start, end)
         ranges = merge_ranges(rows, start, end)
         assert [(r.start.timestamp(), r.end.timestamp()) for r in ranges] == [
             pytest.approx((wall0, wall0 + 5), abs=0.05),
@@ -243,17 +244,17 @@ async def test_recorder_wakes_at_window_edges_and_trims_gap(services: Services) 
     try:
         await recorder.start()
         await recorder.refresh()
-        assert CH not in recorder.channels
+        assert CAM not in recorder.channels
         for _ in range(100):  # bounded: 5 s
-            if CH in recorder.channels:
+            if CAM in recorder.channels:
                 break
             await asyncio.sleep(0.05)
-        assert CH in recorder.channels and datetime.now(UTC) >= opens
+        assert CAM in recorder.channels and datetime.now(UTC) >= opens
         for _ in range(100):
-            if CH not in recorder.channels:
+            if CAM not in recorder.channels:
                 break
             await asyncio.sleep(0.05)
-        assert CH not in recorder.channels and datetime.now(UTC) >= closes
+        assert CAM not in recorder.channels and datetime.now(UTC) >= closes
         assert "recorder" not in consumers(hub)
 
         # the refresh that stopped the channel indexes the new off-window gap right after
@@ -272,10 +273,10 @@ async def test_recorder_wakes_at_window_edges_and_trims_gap(services: Services) 
         set_schedule(services, [])  # recording around the clock from now on
         services.events.publish("channel.updated", channel_id=CH)
         for _ in range(100):
-            if CH in recorder.channels:
+            if CAM in recorder.channels:
                 break
             await asyncio.sleep(0.05)
-        assert CH in recorder.channels
+        assert CAM in recorder.channels
         with services.db.session() as s:
             trimmed = s.get(RecordingSegment, gap[-1].id)
             assert trimmed is not None

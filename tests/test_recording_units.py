@@ -12,6 +12,7 @@ import pytest
 from fastapi import HTTPException
 
 from api.routers.recordings import _parse_range
+from sip.channel_ref import ChannelRef
 from storage.models import RecordingSegment
 from vms.media.frames import AccessUnit, Codec, Gap
 from vms.recording import hls, ts
@@ -23,13 +24,15 @@ from vms.recording.writer import ChannelWriter, GapInfo
 from .recording_support import VTEST, decode_md5s, encode_clip
 
 CH = "34010000001320000031"
+DEV = "34010000001180000031"
+CAM = ChannelRef(DEV, CH)
 T0 = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
 
 
 def write_clip(tmp_path: Path, units: list[AccessUnit], segment_s: float = 2.0):
     segments: list[SegmentInfo] = []
     gaps: list[GapInfo] = []
-    writer = ChannelWriter(CH, tmp_path, segment_s, 5.0, segments.append, gaps.append)
+    writer = ChannelWriter(CAM, tmp_path, segment_s, 5.0, segments.append, gaps.append)
     for unit in units:
         writer.handle(unit)
     writer.close()
@@ -126,7 +129,7 @@ def test_writer_rolls_over_on_keyframes_and_marks_jumps(tmp_path: Path) -> None:
         (2.0, 4.0),
         (64.0, 66.0),
     ]
-    assert gaps == [GapInfo(CH, T0.timestamp() + 4, T0.timestamp() + 64, "pts-jump")]
+    assert gaps == [GapInfo(CAM, T0.timestamp() + 4, T0.timestamp() + 64, "pts-jump")]
     assert [s.frames for s in segments] == [50, 50, 50]
     assert writer.skipped == 0
 
@@ -200,9 +203,12 @@ def test_timeline_merge_and_holes() -> None:
 
 def test_keys_names_and_ranges() -> None:
     t = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-    assert segment_key(CH, t) == f"recordings/{CH}/2026/01/02/030405-678.ts"
-    assert parse_spool_name(Path(f"{CH}-1700000000123.part")) == (CH, 1700000000.123)
-    assert parse_spool_name(Path("notes.txt")) is None
+    assert segment_key(CAM, t) == f"recordings/{DEV}/{CH}/2026/01/02/030405-678.ts"
+    assert parse_spool_name(Path(f"{DEV}_{CH}-1700000000123.part")) == (CAM, 1700000000.123)
+    # a spool file of an older version: its channel only (the device is looked up)
+    assert parse_spool_name(Path(f"{CH}-1700000000123.ts")) == (CH, 1700000000.123)
+    for foreign in ("notes.txt", "..-1700000000123.ts", f"{DEV}_../x-1.ts", f"{CH}x-1.ts"):
+        assert parse_spool_name(Path(foreign)) is None
     assert _parse_range("bytes=0-99", 1000) == (0, 99)
     assert _parse_range("bytes=900-", 1000) == (900, 999)
     assert _parse_range("bytes=-100", 1000) == (900, 999)

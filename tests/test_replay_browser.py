@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from storage.models import Channel
+from storage.models import Channel, Device
 
 from .live_media import CHANNEL_ID
 from .live_web import CHROMEDRIVER, CHROMIUM, WAIT_S, LiveNode, log_in, nav, wait_for
@@ -177,7 +177,13 @@ def test_nvr_replay_is_controlled_on_the_device(tmp_path: Path, browser: Any) ->
         deadline = time.monotonic() + WAIT_S
         while not channel_id and time.monotonic() < deadline:  # register + Catalog over SIP
             with node.services.db.session() as s:
-                channel_id = s.scalar(select(Channel.channel_id).order_by(Channel.channel_id)) or ""
+                row = s.execute(
+                    select(Device.device_id, Channel.channel_id)
+                    .select_from(Channel)
+                    .join(Device, Channel.device_pk == Device.id)
+                    .order_by(Channel.channel_id)
+                ).first()
+            channel_id = f"{row[0]}/{row[1]}" if row else ""  # the UI's key: device/channel
             time.sleep(0.1)
         assert channel_id
         nvr = next(c for c in node.app.components if c.name == "demo-nvrs").nvrs[0]

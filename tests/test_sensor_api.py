@@ -195,7 +195,7 @@ async def test_point_create_validation_and_reload(node: ApiNode) -> None:
     assert point["cameras"] == [site.cameras[0]] and point["online"] is False
     live = node.ingest.registry.get(site.enterprise_id, "GT-101")
     assert live is not None and live.thresholds == {"h": 25, "hh": 50, "rate": 5}
-    assert live.cameras == [site.cameras[0]]
+    assert [c.channel_id for c in live.cameras] == [site.cameras[0]]  # (device, channel)
 
     r = await node.call("POST", "/api/sensors", json=good)
     assert r.status_code == 409 and "GT-101" in r.json()["detail"]

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from storage.sensor_models import SensorWarning, WarningLevel
 from vms.ingest.samples import Sample
 
-from .live_media import CHANNEL_ID
+from .live_media import CAMERA, CHANNEL_ID
 from .live_web import CHROMEDRIVER, CHROMIUM, WAIT_S, log_in, nav, wait_for
 from .sensor_web import CARD, CHART, SensorNode, chromium, screenshot
 
@@ -256,7 +256,7 @@ def test_warning_opens_its_camera_on_the_wall_within_2_s(
         lambda d: d.execute_script(
             f"const t = document.querySelector('{tile}');"
             "return t.querySelector('select').value === arguments[0] && t.dataset.level",
-            CHANNEL_ID,
+            str(CAMERA),  # the wall names a camera "device/channel"
         ),
         "the warning's camera on the wall",
         timeout=10,
@@ -322,7 +322,7 @@ def test_warning_opens_its_camera_on_the_wall_within_2_s(
     )
     raised = w.raised_at if w.raised_at.tzinfo else w.raised_at.replace(tzinfo=UTC)
     at_ms = raised.timestamp() * 1000
-    assert window[0] == CHANNEL_ID and window[1] < at_ms < window[2]
+    assert window[0] == str(CAMERA) and window[1] < at_ms < window[2]
 
 
 def test_enterprise_user_sees_only_its_own_points(
@@ -359,7 +359,7 @@ def test_enterprise_user_sees_only_its_own_points(
     wall = driver.execute_script(
         "return [...document.querySelectorAll('.tile select')].map(s => s.value)"
     )
-    assert CHANNEL_ID not in wall
+    assert str(CAMERA) not in wall and CHANNEL_ID not in wall
 
 
 def test_supervision_view_live_figures_reports_and_overdue(

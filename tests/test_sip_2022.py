@@ -235,13 +235,13 @@ async def test_api_serves_the_2022_queries(api: Any) -> None:
 
 async def test_raw_h265_on_pt100_follows_the_answer(services: Services) -> None:
     async with nvr_rig(services, DEVICE, channels=1, media_payload="h265") as rig:
-        sub = rig.hub.subscribe(rig.channels[0], "h265")
+        sub = rig.hub.subscribe(rig.cameras[0], "h265")
         units = await collect_units(sub, 30)
         assert all(u.codec is Codec.h265 for u in units) and units[0].keyframe
         assert len(decode_units(units, Codec.h265)) >= len(units) - 1
         invite = rig.nvr.state.invites[-1].body.decode()
         assert "a=rtpmap:100 H265/90000" in invite and "MPEG4" not in invite
-        assert rig.hub.stats(rig.channels[0])["codec"] == "h265"
+        assert rig.hub.stats(rig.cameras[0])["codec"] == "h265"
         sub.close()
 
 
@@ -250,12 +250,12 @@ async def test_h265_in_ps_is_recorded(services: Services, tmp_path: Path) -> Non
     async with nvr_rig(services, DEVICE, channels=1, codec="h265", audio="pcma") as rig:
         recorder = Recorder(services)
         try:
-            rec = await recorder.start_channel(rig.channels[0])
+            rec = await recorder.start_channel(rig.cameras[0])
             assert rec is not None
             async with asyncio.timeout(30):
                 while rec.segments < 1:
                     await asyncio.sleep(0.1)
-            await recorder.flush(rig.channels[0])
+            await recorder.flush(rig.cameras[0])
         finally:
             await recorder.stop()
     with services.db.session() as s:
@@ -268,10 +268,11 @@ async def test_h265_in_ps_is_recorded(services: Services, tmp_path: Path) -> Non
 
 async def test_keyframe_request_in_both_spellings(services: Services) -> None:
     async with nvr_rig(services, DEVICE, channels=1) as rig:
-        channel = rig.channels[0]
-        sub = rig.hub.subscribe(channel, "iframe")
+        camera = rig.cameras[0]
+        channel = camera.channel_id
+        sub = rig.hub.subscribe(camera, "iframe")
         await collect_units(sub, 3)
-        assert rig.hub.request_keyframe(channel)
+        assert rig.hub.request_keyframe(camera)
         controls = rig.nvr.state.controls
         await wait_until(lambda: (channel, "IFrameCmd", "Send") in controls, what="IFrameCmd")
         assert (channel, "IFameCmd", "Send") in controls  # 2016 devices read this one

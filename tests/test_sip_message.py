@@ -118,26 +118,29 @@ def test_response_for_copies_dialog_headers_and_adds_to_tag() -> None:
 
 
 def test_digest_qop_and_no_qop_and_expiry() -> None:
+    dev, client = "34020000001180000001", ("UDP", "127.0.0.1", 5060)
     auth = DigestAuthenticator("3402000000", nonce_ttl_s=300)
-    challenge = parse_digest(auth.challenge())
+    challenge = parse_digest(auth.challenge(client, dev))
     assert challenge["algorithm"] == "MD5" and challenge["qop"] == "auth"
     uri = "sip:34020000002000000001@3402000000"
-    header = authorization_header("34020000001180000001", "pw", "REGISTER", uri, challenge)
-    assert auth.verify(header, "REGISTER", "pw").ok
-    bad = auth.verify(header, "REGISTER", "other")
-    assert not bad.ok and not bad.stale
-    # RFC 2069 style (device ignores qop): response = MD5(HA1:nonce:HA2)
-    nonce = challenge["nonce"]
-    resp = digest_response("34020000001180000001", "3402000000", "pw", "REGISTER", uri, nonce)
+    header = authorization_header(dev, "pw", "REGISTER", uri, challenge)
+    bad = auth.verify(header, "REGISTER", "other", client, dev)
+    assert not bad.ok and not bad.stale and bad.guess
+    assert auth.verify(header, "REGISTER", "pw", client, dev).ok
+    # RFC 2069 style (device ignores qop): response = MD5(HA1:nonce:HA2), single use
+    nonce = parse_digest(auth.challenge(client, dev))["nonce"]
+    resp = digest_response(dev, "3402000000", "pw", "REGISTER", uri, nonce)
     old = (
-        f'Digest username="34020000001180000001",realm="3402000000",nonce="{nonce}",'
+        f'Digest username="{dev}",realm="3402000000",nonce="{nonce}",'
         f'uri="{uri}",response="{resp}",algorithm=MD5'
     )
-    assert auth.verify(old, "REGISTER", "pw").ok
+    assert auth.verify(old, "REGISTER", "pw", client, dev).ok
+    assert auth.verify(old, "REGISTER", "pw", client, dev).stale  # used up
     expired = DigestAuthenticator("3402000000", nonce_ttl_s=0.0)
-    ch = parse_digest(expired.challenge())
-    h = authorization_header("d", "pw", "REGISTER", uri, ch)
-    assert expired.verify(h, "REGISTER", "pw").stale
+    ch = parse_digest(expired.challenge(client, dev))
+    h = authorization_header(dev, "pw", "REGISTER", uri, ch)
+    result = expired.verify(h, "REGISTER", "pw", client, dev)
+    assert result.stale and result.reason == "nonce expired"
 
 
 def test_digest_known_vector() -> None:

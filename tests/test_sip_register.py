@@ -6,6 +6,7 @@ import asyncio
 import re
 
 from simdevice.nvr import SimulatedNvr
+from sip.auth import authorization_header, parse_digest
 from sip.message import SipRequest
 from sip.store import MemoryDeviceStore
 
@@ -24,11 +25,19 @@ async def test_register_401_then_200_with_date_and_device_online() -> None:
             assert dev.transport == "udp" and dev.expires_s == 3600
             reg = server.registrations[nvr_id(1)]
             assert reg.online and reg.peer.port == nvr.endpoint.port
-            # The 200 OK carries the GB28181 Date header, local time with millis, no zone.
+            # A refresh on the same Call-ID is challenged like any REGISTER without credentials
             peer = await nvr.peer()
+            resp = await nvr.endpoint.request(nvr.agent.register_request(3600), peer)
+            assert resp.status == 401
             req = nvr.agent.register_request(3600)
+            challenge = parse_digest(resp.get("WWW-Authenticate") or "")
+            req.add(
+                "Authorization",
+                authorization_header(nvr_id(1), PASSWORD, "REGISTER", req.uri, challenge),
+            )
             resp = await nvr.endpoint.request(req, peer)
-            assert resp.status == 200  # refresh on the same Call-ID: no new challenge
+            assert resp.status == 200
+            # The 200 OK carries the GB28181 Date header, local time with millis, no zone.
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", resp.get("Date") or "")
             assert resp.get("Expires") == "3600"
         finally:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from simdevice.nvr import NvrConfig, SimulatedNvr
+from sip.channel_ref import ChannelRef
 from sip.manscdp import CatalogItem, DeviceStatusInfo
 from sip.message import new_call_id
 from sip.registrar import connection_reason
@@ -34,6 +35,7 @@ from .sip_support import wait_until
 
 DEV = "34020000001180000055"
 CH = [f"3402000000131{n:07d}" for n in range(1, 7)]  # c1 … c6
+CAM = [ChannelRef(DEV, c) for c in CH]  # the cameras of the NVR
 QUERIES = {"DeviceInfo", "Catalog", "DeviceStatus"}
 
 # --- the decision, no I/O ----------------------------------------------------------------
@@ -200,7 +202,7 @@ async def answered(r: Rig, nvr: SimulatedNvr, firmware: str, on: set[str], statu
 
 async def resumed(r: Rig, nvr: SimulatedNvr, watch: Watch, old_call: str) -> str:
     """The watched stream runs again, INVITEd to ``nvr`` in a new dialog; its Call-ID."""
-    stream = r.hub._live[CH[0]]
+    stream = r.hub._live[CAM[0]]
 
     def new_session() -> bool:
         s = stream.session
@@ -229,10 +231,10 @@ async def test_device_registering_again_is_queried_and_its_stream_resumes(
             assert await nvr.register() == 200
             assert server.stats["connections"] == 1
             await answered(r, nvr, "V1.0.0", set(CH[:3]), 1)
-            watch = Watch(r.hub.subscribe(CH[0], "viewer"))
+            watch = Watch(r.hub.subscribe(CAM[0], "viewer"))
             watch.task = asyncio.create_task(watch.run())
             await wait_until(lambda: len(watch.units) >= 10, 20, "live video")
-            stream = r.hub._live[CH[0]]
+            stream = r.hub._live[CAM[0]]
             assert stream.session is not None
             first_call = stream.session.call_id
 
@@ -323,8 +325,8 @@ async def test_reconnection_hangs_up_sessions_of_the_old_registration(
         try:
             assert await first.register() == 200
             await answered(r, first, "V1.0.0", set(CH[:2]), 1)
-            sub = r.hub.subscribe(CH[1], "viewer")
-            stream = r.hub._live[CH[1]]
+            sub = r.hub.subscribe(CAM[1], "viewer")
+            stream = r.hub._live[CAM[1]]
             await wait_until(lambda: stream.state == "receiving", 20, "first session")
             assert stream.session is not None
             old = stream.session.call_id
@@ -366,8 +368,8 @@ async def test_keepalive_after_timeout_wakes_waiting_pulls(settings: Settings) -
         try:
             await nvr.start(wait=True)
             await answered(r, nvr, "V1.0.0", {CH[0]}, 1)
-            sub = r.hub.subscribe(CH[0], "viewer")
-            stream = r.hub._live[CH[0]]
+            sub = r.hub.subscribe(CAM[0], "viewer")
+            stream = r.hub._live[CAM[0]]
             await wait_until(lambda: stream.state == "receiving", 20, "session")
             r.hub.retry_min_s = r.hub.retry_max_s = 120.0
             nvr.keepalive_enabled = False

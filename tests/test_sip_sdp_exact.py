@@ -272,9 +272,9 @@ async def test_hub_live_and_playback_invites_are_exact(services: Services) -> No
     async with nvr_rig(services, device, channels=2) as rig:
         hub, nvr, ch = rig.hub, rig.nvr, rig.channels[0]
         ip = services.settings.media.sdp_ip
-        sub = hub.subscribe(ch, "viewer")
+        sub = hub.subscribe(rig.cameras[0], "viewer")
         await collect_units(sub, 3)
-        live = hub._live[ch]
+        live = hub._live[rig.cameras[0]]
         invite = nvr.state.invites[-1]
         assert live.ssrc is not None and live.ssrc.startswith("020000")  # 0 + domain digits
         assert lines(invite.body) == play_lines(ch, ip, live.port or 0, live.ssrc)
@@ -283,7 +283,7 @@ async def test_hub_live_and_playback_invites_are_exact(services: Services) -> No
 
         end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
         start = end - timedelta(seconds=2)
-        key, psub = hub.open_playback(rig.channels[1], start, end, name="recorder-playback")
+        key, psub = hub.open_playback(rig.cameras[1], start, end, name="recorder-playback")
         stream = hub._playback[key]
         await wait_until(lambda: len(nvr.state.invites) == 2, 10, "playback INVITE")
         invite = nvr.state.invites[-1]

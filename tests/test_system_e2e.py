@@ -61,6 +61,9 @@ def write_clip(path: Path, people_s: float = 4.0, empty_s: float = 5.0, fps: int
     return path
 
 
+NVR_PASSWORD = "e2e-nvr-pass-1"
+
+
 async def until(check, timeout: float, what: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -87,7 +90,7 @@ async def test_nvr_to_analyzer_to_province(tmp_path: Path) -> None:
         city = create_org(s, "济南市", OrgKind.city, province, "370100")
         county = create_org(s, "历下区", OrgKind.county, city, "370102")
         site = create_org(s, "示例化工", OrgKind.enterprise, county, ENTERPRISE_CODE)
-        s.add(Device(device_id=DEVICE_ID, name="NVR", org_id=site.id))
+        s.add(Device(device_id=DEVICE_ID, name="NVR", org_id=site.id, sip_password=NVR_PASSWORD))
 
     sip = sip_component(services)
     assert sip is not None
@@ -100,7 +103,7 @@ async def test_nvr_to_analyzer_to_province(tmp_path: Path) -> None:
             server_domain=settings.sip.domain,
             server_host="127.0.0.1",
             server_port=0,
-            password=settings.sip.password,
+            password=NVR_PASSWORD,  # its own: there is no default device password
             channel_ids=[CAMERA],
             video=write_clip(tmp_path / "yard.mp4"),
         )

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.security import create_token
+from sip.channel_ref import ChannelRef
 from storage.db import Database
 from storage.models import Channel, Device, Role, User
 from storage.objects import LocalObjectStore
@@ -56,7 +57,7 @@ def services(tmp_path: Path, db_url: str) -> Iterator[Services]:
     settings = load_settings(
         server={"data_dir": tmp_path / "data"},
         database={"url": db_url},
-        sip={"host": "127.0.0.1", "port": 0},
+        sip={"host": "127.0.0.1", "port": 0, "password": "test-device-pass"},  # none by default
         auth={"jwt_secret": "test-secret-not-for-production-0123456789"},
         warning={"snapshot_timeout_s": 3.0},
     )
@@ -73,6 +74,7 @@ async def test_warning_snapshots_its_linked_cameras(services: Services) -> None:
     pk = add_sensor(services.db, tree.enterprise_id, "GAS-L", "gas_combustible", gas, range_max=100)
     async with nvr_rig(services, DEVICE, channels=2) as rig:
         camera = rig.channels[0]
+        refs = sorted([ChannelRef(DEVICE, camera), ChannelRef(OFFLINE_DEVICE, OFFLINE_CAMERA)])
         with services.db.session() as s:  # and a camera of an NVR that never registered
             device = Device(device_id=OFFLINE_DEVICE, name="dark", org_id=tree.enterprise_id)
             device.channels.append(Channel(channel_id=OFFLINE_CAMERA, name="dark"))
@@ -83,7 +85,7 @@ async def test_warning_snapshots_its_linked_cameras(services: Services) -> None:
         try:
             with services.db.session() as s:
                 point = next(p for p in load_points(s) if p.pk == pk)
-            assert sorted(point.cameras) == sorted([camera, OFFLINE_CAMERA])
+            assert sorted(point.cameras) == refs  # (device, channel)
             async with services.events.subscribe() as bus:
                 started = time.monotonic()
                 component.engine.observe(point, SimClock(time.time()).at(), 30.0)  # orange
@@ -116,7 +118,10 @@ async def test_warning_snapshots_its_linked_cameras(services: Services) -> None:
                 assert all(m.at == w.raised_at for m in marks)
                 mark = next(m for m in marks if m.channel_id == camera)
             day = w.raised_at.strftime("%Y/%m/%d")
-            assert mark.snapshot_key == f"warnings/{day}/{w.warning_id}-{camera}.jpg"
+            assert (
+                mark.snapshot_key
+                == f"warnings/{day}/{w.warning_id}-{ChannelRef(DEVICE, camera).slug}.jpg"
+            )
             jpeg = services.objects.get(mark.snapshot_key)
             img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
             assert img is not None and img.shape[0] > 100 and img.std() > 5  # a real picture

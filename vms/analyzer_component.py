@@ -20,6 +20,8 @@ from analyzers.engine import ConfigRejected
 from analyzers.events import AlarmEvent
 from analyzers.manifest import ManifestError, ModelMissing
 from analyzers.pool import AnalyzerPool
+from sip import ids
+from sip.channel_ref import ChannelRef
 from storage.models import Channel, Device, Organisation, OrgKind
 from vms.analyzer_resume import AlarmResume
 from vms.logging import get_logger
@@ -33,18 +35,23 @@ def profile_of(kind: OrgKind | None) -> str:
     return "gas_station" if kind == OrgKind.gas_station else "enterprise"
 
 
-def enabled_channels(s: Session) -> list[tuple[str, str, dict[str, Any]]]:
-    """(channel_id, profile, analysis) for every channel with analysis switched on."""
+def enabled_channels(s: Session) -> list[tuple[ChannelRef, str, dict[str, Any]]]:
+    """(camera, profile, analysis) for every camera with analysis switched on (a stored code
+    that is not a 20-digit id is skipped: it was never a camera)."""
     rows = s.execute(
-        select(Channel.channel_id, Organisation.kind, Channel.analysis)
+        select(Device.device_id, Channel.channel_id, Organisation.kind, Channel.analysis)
+        .select_from(Channel)
         .join(Device, Channel.device_pk == Device.id)
         .outerjoin(Organisation, Device.org_id == Organisation.id)
         .order_by(Channel.id)
     )
     return [
-        (cid, profile_of(kind), dict(analysis))
-        for cid, kind, analysis in rows
-        if isinstance(analysis, dict) and analysis.get("enabled")
+        (ChannelRef(device_id, cid), profile_of(kind), dict(analysis))
+        for device_id, cid, kind, analysis in rows
+        if isinstance(analysis, dict)
+        and analysis.get("enabled")
+        and ids.is_gb_id(device_id)
+        and ids.is_gb_id(cid)
     ]
 
 
@@ -65,6 +72,7 @@ class AnalyzerComponent:
                 alarm_id=event.alarm_id,
                 status=int(event.status),
                 channel=event.channel_id,
+                device_id=event.device_id,
                 alarm_type=event.alarm_type,
             )
             return
@@ -77,7 +85,7 @@ class AnalyzerComponent:
             try:
                 await self.pool.configure(cid, profile, AnalysisConfig.model_validate(raw))
             except (ValidationError, ConfigRejected, ModelMissing, ManifestError) as exc:
-                log.error("camera analysis not started", channel=cid, error=str(exc))
+                log.error("camera analysis not started", channel=str(cid), error=str(exc))
         # alarms of cameras no longer analysed: cleared in the background (start not held up)
         self._sweep = asyncio.create_task(self.resume.sweep(), name="analyzer-alarm-sweep")
 

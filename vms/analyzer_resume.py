@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 from analyzers.engine import ActiveAlarm
 from analyzers.events import AlarmEvent, AlarmStatus
 from analyzers.snapshot import encode_jpeg
-from storage.models import Alarm, Channel
+from sip import ids
+from sip.channel_ref import ChannelRef
+from storage.models import Alarm, Channel, Device
 from storage.objects import ObjectStoreError
 from vms.alarms.handling import system_note
 from vms.logging import get_logger
@@ -36,10 +38,19 @@ CAMERA_GONE = "camera gone"
 ANALYSIS_OFF = "analysis disabled or not started"
 
 
-def active_alarms(s: Session, channel_id: str | None = None) -> list[ActiveAlarm]:
-    stmt = select(Alarm).where(Alarm.active.is_(True)).order_by(Alarm.raised_at)
-    if channel_id is not None:
-        stmt = stmt.where(Alarm.video_code == channel_id)
+def active_alarms(s: Session, channel: ChannelRef | None = None) -> list[ActiveAlarm]:
+    """Active alarms (of one camera: through its channel row, never by VIDEO_CODE alone)."""
+    stmt = (
+        select(Alarm, Device.device_id)
+        .outerjoin(Channel, Alarm.channel_pk == Channel.id)
+        .outerjoin(Device, Channel.device_pk == Device.id)
+        .where(Alarm.active.is_(True))
+        .order_by(Alarm.raised_at)
+    )
+    if channel is not None:
+        stmt = stmt.where(
+            Device.device_id == channel.device_id, Channel.channel_id == channel.channel_id
+        )
     return [
         ActiveAlarm(
             alarm_id=a.alarm_id,
@@ -50,13 +61,26 @@ def active_alarms(s: Session, channel_id: str | None = None) -> list[ActiveAlarm
             alarm_type=a.alarm_type,
             raised_at=a.raised_at,
             image_key=a.image_key,
+            device_id=device_id or "",
         )
-        for a in s.scalars(stmt)
+        for a, device_id in s.execute(stmt)
     ]
 
 
-def known_channels(s: Session) -> set[str]:
-    return set(s.scalars(select(Channel.channel_id)))
+def camera_of(alarm: ActiveAlarm) -> ChannelRef | None:
+    """The alarm's camera; None once its channel row is gone (or was never known)."""
+    if ids.is_gb_id(alarm.device_id) and ids.is_gb_id(alarm.channel_id):
+        return ChannelRef(alarm.device_id, alarm.channel_id)
+    return None
+
+
+def known_channels(s: Session) -> set[ChannelRef]:
+    rows = s.execute(
+        select(Device.device_id, Channel.channel_id)
+        .select_from(Channel)
+        .join(Device, Channel.device_pk == Device.id)
+    )
+    return {ChannelRef(d, c) for d, c in rows if ids.is_gb_id(d) and ids.is_gb_id(c)}
 
 
 class AlarmResume:
@@ -67,8 +91,8 @@ class AlarmResume:
         self.pool = pool
         self.frame_wait_s = CLEAR_FRAME_WAIT_S
 
-    async def active(self, channel_id: str) -> list[ActiveAlarm]:
-        return await self.services.db.run(lambda s: active_alarms(s, channel_id))
+    async def active(self, channel: ChannelRef) -> list[ActiveAlarm]:
+        return await self.services.db.run(lambda s: active_alarms(s, channel))
 
     async def sweep(self) -> int:
         """After start: clear active alarms of cameras the pool does not analyse."""
@@ -79,16 +103,20 @@ class AlarmResume:
             log.error("active alarms not swept", error=repr(exc))
             return 0
         held = self.pool.active_alarm_ids()
-        by_camera: dict[str, list[ActiveAlarm]] = {}
+        by_camera: dict[ChannelRef | None, list[ActiveAlarm]] = {}
         for a in alarms:
-            if a.channel_id not in self.pool.cams and a.alarm_id not in held:
-                by_camera.setdefault(a.channel_id, []).append(a)
-        for cid, left in by_camera.items():
-            await self.orphaned(cid, left, ANALYSIS_OFF if cid in channels else CAMERA_GONE)
+            camera = camera_of(a)
+            if (camera is None or camera not in self.pool.cams) and a.alarm_id not in held:
+                by_camera.setdefault(camera, []).append(a)
+        for camera, left in by_camera.items():
+            known = camera is not None and camera in channels
+            await self.orphaned(camera, left, ANALYSIS_OFF if known else CAMERA_GONE)
         return sum(map(len, by_camera.values()))
 
-    async def orphaned(self, channel_id: str, alarms: list[ActiveAlarm], reason: str) -> None:
-        frame = await self.pool.latest_frame(channel_id, self.frame_wait_s)
+    async def orphaned(
+        self, channel: ChannelRef | None, alarms: list[ActiveAlarm], reason: str
+    ) -> None:
+        frame = await self.pool.latest_frame(channel, self.frame_wait_s)
         jpeg = b"" if frame is None else await asyncio.to_thread(encode_jpeg, frame)
         for alarm in alarms:
             try:
@@ -106,6 +134,7 @@ class AlarmResume:
             alarm_id=alarm.alarm_id,
             status=AlarmStatus.clear,
             channel_id=alarm.channel_id,
+            device_id=alarm.device_id,
             profile=alarm.profile,
             rule=alarm.rule,
             alarm_type=alarm.alarm_type,

@@ -5,7 +5,8 @@ set its status (VLOST and DEFECT count as off, as WVP has it; an unknown channel
 status change is ignored), DEL removes the channel: its AI and device alarms are kept
 (detached), the removal is a ``channel.deleted`` device event with what it was, and
 per-channel settings go with the row, as the device says the camera is gone.
-Items that are not channels (civil codes, groups of a lower platform) are not stored.
+Items that are not channels (civil codes, groups of a lower platform) are not stored, nor
+is an ADD of a code another device already has (refused: a catalog never re-parents a camera).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sip.manscdp import CatalogItem
 from sip.notify import ADD, DEL, UPDATE, CatalogEvent
 from storage.device_alarm_models import DeviceAlarm
 from storage.models import Alarm, Channel, Device, DeviceEvent
+from vms.channel_claims import claimed_elsewhere
 
 CHANNEL_DELETED = "channel.deleted"
 
@@ -35,13 +37,22 @@ def fill_channel(ch: Channel, item: CatalogItem) -> None:
     ch.longitude, ch.latitude = item.longitude, item.latitude
 
 
-def apply_events(s: Session, device: Device, events: list[CatalogEvent]) -> dict[str, int]:
-    """Apply the events in order; returns how many of each kind changed something."""
+def apply_events(
+    s: Session, device: Device, events: list[CatalogEvent]
+) -> tuple[dict[str, int], set[str]]:
+    """Apply the events in order; returns how many of each kind changed something, and the
+    codes refused because another device has them (``vms.channel_claims``)."""
     existing = {c.channel_id: c for c in device.channels}
+    adds = {
+        ev.item.device_id
+        for ev in events
+        if ev.item.is_channel and ev.event in (ADD, UPDATE) and ev.item.device_id not in existing
+    }
+    refused = claimed_elsewhere(s, device, adds)
     counts: dict[str, int] = {}
     for ev in events:
         item = ev.item
-        if not item.is_channel:
+        if not item.is_channel or item.device_id in refused:
             continue
         ch = existing.get(item.device_id)
         if ev.event in (ADD, UPDATE):
@@ -61,7 +72,7 @@ def apply_events(s: Session, device: Device, events: list[CatalogEvent]) -> dict
             ch.status = item.status[:8]
         counts[ev.event] = counts.get(ev.event, 0) + 1
     device.channel_count = len(existing)
-    return counts
+    return counts, refused
 
 
 def _delete(s: Session, device: Device, ch: Channel) -> None:

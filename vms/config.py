@@ -53,6 +53,15 @@ class ServerSettings(Section):
     log_json: bool = False
     timezone: str = "Asia/Shanghai"
     data_dir: Path = Path("var")
+    # guard rails of the HTTP listener (vms/http_server.py) and of requests (api/limits.py)
+    max_connections: int = Field(1024, ge=8)  # open at once; at most 1/4 of the fd limit
+    header_timeout_s: float = Field(10.0, gt=0)  # a request's headers must arrive by then
+    keepalive_timeout_s: float = Field(5.0, gt=0)  # an idle keep-alive connection is closed
+    body_timeout_s: float = Field(60.0, gt=0)  # a request's whole body must arrive by then
+    send_timeout_s: float = Field(60.0, gt=0)  # a client not reading its response is dropped
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # larger request bodies → 413
+    max_requests: int = Field(32, ge=1)  # requests handled at once, all callers; more → 503
+    max_requests_per_user: int = Field(8, ge=1)  # at once per user (or address); more → 429
 
 
 class DatabaseSettings(Section):
@@ -61,6 +70,9 @@ class DatabaseSettings(Section):
     url: str = ""  # empty → sqlite file in server.data_dir
     connect_timeout_s: float = Field(5.0, gt=0)
     echo: bool = False
+    pool_size: int = Field(20, ge=1)  # connections kept open
+    max_overflow: int = Field(20, ge=0)  # opened beyond pool_size under load, closed after
+    pool_timeout_s: float = Field(10.0, gt=0)  # wait for a free connection, then 503
 
 
 class ObjectStoreSettings(Section):
@@ -136,12 +148,18 @@ class SipSettings(Section):
     transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
     server_id: str = "34020000002000000001"
     domain: str = "3402000000"
-    password: str = "12345678"  # global device password when a device has none
-    auto_create_devices: bool = True  # unknown devices become 'pending'; False → 403
+    password: str = ""  # global device password when a device has none; no default
+    auto_create_devices: bool = True  # unknown devices with `password` become 'pending'
     allowed_device_ids: list[str] = []  # empty → any
     keepalive_interval_s: float = Field(60.0, gt=0)
     keepalive_misses: int = Field(3, ge=1)
-    nonce_ttl_s: float = Field(300.0, gt=0)
+    nonce_ttl_s: float = Field(300.0, gt=0, le=3600)
+    auth_max_failures: int = Field(5, ge=1, le=1000)  # wrong digests per device → lockout
+    auth_lockout_s: float = Field(60.0, gt=0)  # first lockout; doubled per further one
+    auth_lockout_max_s: float = Field(3600.0, gt=0)
+    tcp_idle_s: float = Field(30.0, gt=0)  # TCP without a registration, silent → closed
+    max_tcp_connections: int = Field(4096, ge=1)  # incoming; at most 1/4 of the fd limit
+    max_transactions: int = Field(10_000, ge=100)  # remembered; beyond: handled statelessly
     query_timeout_s: float = Field(10.0, gt=0)  # wait for a MANSCDP answer (DeviceInfo, ...)
     catalog_timeout_s: float = Field(15.0, gt=0)  # multi-message Catalog/RecordInfo: keep partial
     invite_timeout_s: float = Field(10.0, gt=0)  # no final answer to INVITE → CANCEL, error
@@ -170,6 +188,27 @@ class SipSettings(Section):
     def _check_allowed(cls, v: list[str]) -> list[str]:
         return [_gb_id(d) for d in v]
 
+    @field_validator("password")
+    @classmethod
+    def _check_password(cls, v: str) -> str:
+        return check_device_password(v) if v else v
+
+
+# Passwords printed in NVR manuals and SDK samples: an attacker tries these first.
+WELL_KNOWN_PASSWORDS = frozenset(
+    {"12345678", "123456789", "1234567890", "88888888", "11111111", "00000000", "password"}
+)
+MIN_DEVICE_PASSWORD = 8
+
+
+def check_device_password(v: str) -> str:
+    """A SIP digest password worth having: 8+ characters and not a vendor default."""
+    if len(v) < MIN_DEVICE_PASSWORD:
+        raise ValueError(f"must have at least {MIN_DEVICE_PASSWORD} characters")
+    if v.lower() in WELL_KNOWN_PASSWORDS:
+        raise ValueError("is a well-known default password; choose another")
+    return v
+
 
 class MediaSettings(Section):
     """RTP receive, stream hub."""
@@ -182,6 +221,9 @@ class MediaSettings(Section):
     stream_timeout_s: float = Field(10.0, gt=0)
     idle_close_s: float = Field(30.0, ge=0)  # BYE after the last consumer left
     keep_audio: bool = True  # demux G.711A/U and AAC from PS for recording and live viewers
+    # RTP only from the device's signalling or SDP c= host ("device"), or from anywhere ("any");
+    # either way the first valid source is pinned and any other one dropped
+    rtp_source: Literal["device", "any"] = "device"
 
     @model_validator(mode="after")
     def _check_range(self) -> MediaSettings:
@@ -434,6 +476,22 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
 
+    @model_validator(mode="after")
+    def _check_request_limits(self) -> Settings:
+        pool = self.database.pool_size + self.database.max_overflow
+        if self.server.max_requests >= pool:
+            raise ValueError(
+                f"server.max_requests ({self.server.max_requests}) must be below "
+                f"database.pool_size + database.max_overflow ({pool}): components need "
+                "connections while the API is saturated"
+            )
+        if self.server.max_requests_per_user > self.server.max_requests:
+            raise ValueError(
+                f"server.max_requests_per_user ({self.server.max_requests_per_user}) must not "
+                f"exceed server.max_requests ({self.server.max_requests})"
+            )
+        return self
+
     # Derived paths: one place decides where embedded defaults live.
     @property
     def database_url(self) -> str:
@@ -484,6 +542,9 @@ def _format_settings_error(exc: SettingsError) -> str:
 def format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
+        if not err["loc"]:  # a rule across sections: its message names the settings
+            parts.append(f"invalid settings: {err['msg'].removeprefix('Value error, ')}")
+            continue
         name = ".".join(str(p) for p in err["loc"])
         env = "VMS_" + "__".join(str(p) for p in err["loc"]).upper()
         value = err.get("input")

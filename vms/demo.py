@@ -2,7 +2,8 @@
 
 The demo admin's password is never in the repo: it comes from
 ``auth.admin_password`` or is generated once and written to
-``<data_dir>/demo-admin.txt``.
+``<data_dir>/demo-admin.txt``.  Neither are the demo NVRs' SIP passwords: each seeded
+device gets a random one in its row, which its simulated NVR reads from there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from api.orgs import create_org
 from api.security import hash_password
+from sip.channel_ref import ChannelRef
 from storage.models import Channel, Device, Organisation, OrgKind, Role, User
 from vms.app import ComponentFactory
 from vms.logging import get_logger
@@ -82,7 +84,7 @@ def seed_demo(services: Services) -> None:
                         device_id=demo_device_id(i),
                         name=f"演示NVR-{i}",
                         org_id=enterprise.id,
-                        sip_password=settings.sip.password,
+                        sip_password=secrets.token_urlsafe(12),  # no default password
                     )
                 )
         if settings.demo.sensors:
@@ -122,7 +124,13 @@ class DemoNvrs:
         port = server.port if server is not None else sip.port
         host = sip.host if sip.host not in ("0.0.0.0", "") else "127.0.0.1"
         per = settings.demo.channels
+        ids = [demo_device_id(i) for i in range(1, settings.demo.devices + 1)]
+        passwords = await self.services.db.run(lambda s: _device_passwords(s, ids))
         for i in range(1, settings.demo.devices + 1):
+            password = passwords.get(demo_device_id(i)) or sip.password
+            if not password:
+                log.warning("demo NVR without a password skipped", device_id=demo_device_id(i))
+                continue
             channel_ids = [
                 demo_channel_id(ENTERPRISE_CODE, (i - 1) * per + n) for n in range(1, per + 1)
             ]
@@ -133,7 +141,7 @@ class DemoNvrs:
                     server_domain=sip.domain,
                     server_host=host,
                     server_port=port,
-                    password=sip.password,
+                    password=password,
                     transport="udp" if "udp" in sip.transports else "tcp",
                     channel_ids=channel_ids,
                     keepalive_interval_s=min(sip.keepalive_interval_s, 60.0),
@@ -146,15 +154,20 @@ class DemoNvrs:
             self.nvrs.append(nvr)
         log.info("demo NVRs started", count=len(self.nvrs), channels_each=per)
         if self.nvrs:
-            first = demo_channel_id(ENTERPRISE_CODE, 1)
+            first = ChannelRef(demo_device_id(1), demo_channel_id(ENTERPRISE_CODE, 1))
             self._analysis = asyncio.create_task(self._analyse(first), name="demo-analysis")
 
-    async def _analyse(self, channel_id: str) -> None:
+    async def _analyse(self, camera: ChannelRef) -> None:
         """Once the first camera is in the catalog, switch analysis on for it (if unset)."""
         from analyzers.config import AnalysisConfig
 
         def enable(s: Any) -> bool | None:
-            channel = s.scalar(select(Channel).where(Channel.channel_id == channel_id))
+            channel = s.scalar(
+                select(Channel)
+                .join(Device, Channel.device_pk == Device.id)
+                .where(Device.device_id == camera.device_id)
+                .where(Channel.channel_id == camera.channel_id)
+            )
             if channel is None:
                 return None
             if channel.analysis:
@@ -171,17 +184,22 @@ class DemoNvrs:
             pool = self.services.analyzers
             if changed and pool is not None:
                 await pool.configure(
-                    channel_id, "enterprise", AnalysisConfig.model_validate(DEMO_ANALYSIS)
+                    camera, "enterprise", AnalysisConfig.model_validate(DEMO_ANALYSIS)
                 )
-                log.info("demo analysis on", channel=channel_id, rule="intrusion")
+                log.info("demo analysis on", channel=str(camera), rule="intrusion")
         except Exception as exc:  # noqa: BLE001 - the demo runs on without analysis
-            log.warning("demo analysis not started", channel=channel_id, error=repr(exc))
+            log.warning("demo analysis not started", channel=str(camera), error=repr(exc))
 
     async def stop(self) -> None:
         if self._analysis is not None:
             self._analysis.cancel()
         await asyncio.gather(*(nvr.stop() for nvr in self.nvrs), return_exceptions=True)
         self.nvrs.clear()
+
+
+def _device_passwords(s: Any, ids: list[str]) -> dict[str, str]:
+    rows = s.execute(select(Device.device_id, Device.sip_password).where(Device.device_id.in_(ids)))
+    return {device_id: password for device_id, password in rows if password}
 
 
 def demo_nvrs(services: Services) -> DemoNvrs | None:
@@ -196,7 +214,8 @@ def demo_sensors(services: Services) -> Any:
         return None
     from vms.demo_sensors import DemoSensors
 
-    return DemoSensors(services, ENTERPRISE_CODE, demo_channel_id(ENTERPRISE_CODE, 1))
+    first = ChannelRef(demo_device_id(1), demo_channel_id(ENTERPRISE_CODE, 1))
+    return DemoSensors(services, ENTERPRISE_CODE, first)
 
 
 def demo_components() -> list[ComponentFactory]:

@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import Channel, Organisation
+from sip.channel_ref import ChannelRef
+from storage.models import Channel, Device, Organisation
 from storage.sensor_models import (
     Duty,
     GatewayProtocol,
@@ -163,7 +164,7 @@ class DemoSensors:
 
     name = "demo-sensors"
 
-    def __init__(self, services: Services, enterprise_code: str, first_camera: str) -> None:
+    def __init__(self, services: Services, enterprise_code: str, first_camera: ChannelRef) -> None:
         self.services = services
         self.enterprise_code = enterprise_code
         self.first_camera = first_camera
@@ -252,7 +253,13 @@ class DemoSensors:
         """Once the first camera is in the catalog, link the leak's gas point to it."""
 
         def link(s: Session) -> bool | None:
-            channel = s.scalar(select(Channel).where(Channel.channel_id == self.first_camera))
+            camera = self.first_camera
+            channel = s.scalar(
+                select(Channel)
+                .join(Device, Channel.device_pk == Device.id)
+                .where(Device.device_id == camera.device_id)
+                .where(Channel.channel_id == camera.channel_id)
+            )
             ent = s.scalar(select(Organisation).where(Organisation.code == self.enterprise_code))
             if channel is None or ent is None:
                 return None
@@ -272,7 +279,7 @@ class DemoSensors:
             if linked and self.services.ingest is not None:
                 await self.services.ingest.reload()
                 log.info(
-                    "demo gas point watched by camera", tag=LEAK_TAG, channel=self.first_camera
+                    "demo gas point watched by camera", tag=LEAK_TAG, channel=str(self.first_camera)
                 )
         except Exception as exc:  # noqa: BLE001 - the demo runs on without the link
             log.warning("demo camera link failed", error=repr(exc))

@@ -51,3 +51,9 @@ def setup_logging(level: str = "info", json: bool = False) -> None:
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)
+
+
+def worth_logging(count: int) -> bool:
+    """True at the 1st, 10th, 100th… occurrence: a flood of refusals shows, in a few lines."""
+    text = str(count)
+    return text[0] == "1" and text[1:] == "0" * (len(text) - 1)

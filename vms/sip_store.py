@@ -24,6 +24,7 @@ from sip.notify import AlarmNotify, CatalogEvent, MobilePosition
 from sip.store import DeviceRecord
 from storage.models import Channel, Device, DeviceEvent, DeviceStatus
 from vms import catalog_events, device_alarms
+from vms.channel_claims import RefusedChannels, claimed_elsewhere
 from vms.logging import get_logger
 from vms.services import Services
 
@@ -50,6 +51,7 @@ class DbDeviceStore:
         self.events = services.events
         self._keepalive_written: dict[str, float] = {}
         self._catalog_locks: dict[str, asyncio.Lock] = {}
+        self.refused_channels = RefusedChannels()  # catalog items of another device's camera
         self._keepalive_every = services.settings.sip.keepalive_interval_s / 2
         self._tz = ZoneInfo(services.settings.server.timezone)  # device clocks' zone
 
@@ -130,46 +132,55 @@ class DbDeviceStore:
         )
 
     async def save_catalog(self, device_id: str, items: list[CatalogItem], complete: bool) -> None:
+        """Merge a Catalog answer; codes another device already has are refused and counted
+        (``vms.channel_claims``): a catalog never moves a camera to another device."""
         channels = [i for i in items if i.is_channel]
 
-        def fn(s: Session) -> tuple[int, int | None]:
+        def fn(s: Session) -> tuple[int, int | None, set[str]]:
             d = _device(s, device_id)
             if d is None:
-                return 0, None
+                return 0, None, set()
             existing = {c.channel_id: c for c in d.channels}
+            new_ids = {i.device_id for i in channels if i.device_id not in existing}
+            refused = claimed_elsewhere(s, d, new_ids)
             for item in channels:
+                if item.device_id in refused:
+                    continue
                 ch = existing.get(item.device_id)
                 if ch is None:
                     ch = Channel(channel_id=item.device_id)
                     d.channels.append(ch)
                     existing[item.device_id] = ch
-                ch.name = item.name[:200]
-                ch.manufacturer = item.manufacturer[:100]
-                ch.model = item.model[:100]
-                ch.status = item.status[:8]
-                ch.parent_id = item.parent_id[:20]
-                ch.civil_code = item.civil_code[:20]
-                ch.address = item.address[:200]
-                ch.ptz_type = item.ptz_type
-                ch.secrecy = item.secrecy
-                ch.longitude, ch.latitude = item.longitude, item.latitude
+                catalog_events.fill_channel(ch, item)
             if complete:  # channels the device no longer lists: keep config, mark off
                 listed = {i.device_id for i in channels}
                 for cid, ch in existing.items():
                     if cid not in listed:
                         ch.status = "OFF"
             d.channel_count = len(existing)
-            return len(existing), d.org_id
+            return len(existing), d.org_id, refused
 
         lock = self._catalog_locks.setdefault(device_id, asyncio.Lock())
         async with lock:  # an operator refresh may race the catalog query of the REGISTER
             try:
-                count, org_id = await self.db.run(fn)
+                count, org_id, refused = await self.db.run(fn)
             except IntegrityError:  # another node inserted the same channel: merge again
-                count, org_id = await self.db.run(fn)
+                count, org_id, refused = await self.db.run(fn)
+        self._refused(device_id, org_id, refused)
         self.events.publish(
             "catalog.updated", device_id=device_id, org_id=org_id, channels=count, complete=complete
         )
+
+    def _refused(self, device_id: str, org_id: int | None, refused: set[str]) -> None:
+        if refused:
+            self.refused_channels.add(device_id, refused)
+            self.events.publish(
+                "catalog.refused",
+                device_id=device_id,
+                org_id=org_id,
+                channel_ids=sorted(refused)[:50],
+                count=len(refused),
+            )
 
     async def save_device_info(self, device_id: str, info: DeviceInfo) -> None:
         def fn(s: Session) -> None:
@@ -221,18 +232,20 @@ class DbDeviceStore:
             self.events.publish("device.alarm", **data)
 
     async def apply_catalog_events(self, device_id: str, events: list[CatalogEvent]) -> None:
-        """A device's catalog changes (ADD/DEL/UPDATE/ON/OFF/...), as ``catalog.updated``."""
+        """A device's catalog changes (ADD/DEL/UPDATE/ON/OFF/...), as ``catalog.updated``;
+        an ADD of a code another device has is refused and counted like in a Catalog."""
 
-        def fn(s: Session) -> tuple[int, int | None, dict[str, int]]:
+        def fn(s: Session) -> tuple[int, int | None, dict[str, int], set[str]]:
             d = _device(s, device_id)
             if d is None:
-                return 0, None, {}
-            counts = catalog_events.apply_events(s, d, events)
-            return d.channel_count, d.org_id, counts
+                return 0, None, {}, set()
+            counts, refused = catalog_events.apply_events(s, d, events)
+            return d.channel_count, d.org_id, counts, refused
 
         lock = self._catalog_locks.setdefault(device_id, asyncio.Lock())
         async with lock:
-            count, org_id, counts = await self.db.run(fn)
+            count, org_id, counts, refused = await self.db.run(fn)
+        self._refused(device_id, org_id, refused)
         if counts:
             self.events.publish(
                 "catalog.updated",

@@ -15,12 +15,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, select
+from sqlalchemy.orm import selectinload
 
-from storage.models import Alarm, HandlingState, Organisation, Profile
+from storage.models import Alarm, Channel, HandlingState, Organisation, Profile
 from storage.objects import ObjectNotFound, ObjectStoreError
 from vms.alarms import codes
 from vms.alarms.handling import UPDATED, InvalidTransition, apply_action, updated_data
-from vms.alarms.service import clip_url
+from vms.alarms.service import camera_device, clip_url
 from vms.alarms.stats import statistics
 
 from ..deps import (
@@ -46,6 +47,7 @@ class AlarmOut(BaseModel):
     rule: str
     active: bool
     video_code: str
+    device_id: str = ""  # the camera's device: with video_code, the camera ("" once it is gone)
     device_code: str
     raised_at: datetime
     cleared_at: datetime | None
@@ -86,6 +88,7 @@ def to_out(alarm: Alarm, model: type[AlarmOut] = AlarmOut, objects: Any = None) 
     """API shape; with ``objects`` given, S3 pictures get presigned URLs instead of API paths."""
     out = model.model_validate(alarm)
     out.type_name = codes.code_name(alarm.profile.value, alarm.alarm_type)
+    out.device_id = camera_device(alarm)
     out.clip_url = clip_url(alarm.clip_key) if alarm.clip_key else ""
     for st, key, field in (
         (1, alarm.image_key, "image_url"),
@@ -190,7 +193,10 @@ def list_alarms(
     stmt = filtered(caller, session, f)
     count_into(session, stmt, response)
     rows = session.scalars(
-        stmt.order_by(Alarm.raised_at.desc(), Alarm.id.desc()).limit(limit).offset(offset)
+        stmt.options(selectinload(Alarm.channel).selectinload(Channel.device))
+        .order_by(Alarm.raised_at.desc(), Alarm.id.desc())
+        .limit(limit)
+        .offset(offset)
     )
     return [to_out(a) for a in rows]
 

@@ -11,24 +11,25 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analyzers.catalog import TABLES
 from analyzers.config import AnalysisConfig
 from analyzers.engine import ConfigRejected, check_config
 from analyzers.manifest import ManifestError, ModelMissing
-from storage.models import Channel, Device
+from sip.channel_ref import ChannelRef
+from storage.models import Channel
 from vms.analyzer_component import profile_of
 
+from ..channel_scope import DeviceQuery, camera_ref, visible_channel, visible_refs
 from ..deps import HUMANS, Caller, CallerDep, ServicesDep, require_roles
-from .devices import visible_channel
 
 router = APIRouter(prefix="/api/analyzers", tags=["analyzers"])
 
 
 class ChannelAnalysisOut(BaseModel):
     channel_id: str
+    device_id: str
     profile: str
     codes: dict[str, str]  # rule → ALARM_TYPE in this camera's profile
     config: dict[str, Any]
@@ -36,22 +37,27 @@ class ChannelAnalysisOut(BaseModel):
     stats: dict[str, Any] | None = None
 
 
-async def _channel(services: Any, caller: Caller, channel_id: str) -> tuple[int, str]:
-    """The visible camera's row id and the alarm profile of its organisation."""
+async def _channel(
+    services: Any, caller: Caller, channel_id: str, device_id: str | None
+) -> tuple[int, ChannelRef, str]:
+    """The visible camera's row id, its ref and the alarm profile of its organisation."""
 
-    def query(s: Session) -> tuple[int, str]:
-        channel = visible_channel(caller, s, channel_id)
+    def query(s: Session) -> tuple[int, ChannelRef, str]:
+        channel = visible_channel(caller, s, channel_id, device_id)
         org = channel.device.org
-        return channel.id, profile_of(org.kind if org is not None else None)
+        return channel.id, camera_ref(channel), profile_of(org.kind if org is not None else None)
 
     return await services.db.run(query)
 
 
-def _out(services: Any, channel_id: str, profile: str, raw: dict[str, Any]) -> ChannelAnalysisOut:
+def _out(
+    services: Any, camera: ChannelRef, profile: str, raw: dict[str, Any]
+) -> ChannelAnalysisOut:
     pool = services.analyzers
-    stats = pool.stats().get(channel_id) if pool is not None else None
+    stats = pool.stats().get(camera) if pool is not None else None
     return ChannelAnalysisOut(
-        channel_id=channel_id,
+        channel_id=camera.channel_id,
+        device_id=camera.device_id,
         profile=profile,
         codes={rule: t.code for rule, t in TABLES[profile].items()},
         config=raw,
@@ -62,17 +68,14 @@ def _out(services: Any, channel_id: str, profile: str, raw: dict[str, Any]) -> C
 
 @router.get("/stats", dependencies=[require_roles(*HUMANS)])
 async def analysis_stats(caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
-    """Per camera: achieved analysis fps, frames analysed, drops (queue, stale), gated, alarms."""
+    """Per camera (keyed ``device/channel``): achieved analysis fps, frames analysed, drops
+    (queue, stale), gated, alarms."""
     pool = services.analyzers
     if pool is None:
         return {"running": False, "providers": [], "channels": {}}
-
-    def visible(s: Session) -> set[str]:
-        stmt = select(Channel.channel_id).join(Device, Channel.device_pk == Device.id)
-        return set(s.scalars(caller.scope(stmt, Device.org_id)))
-
-    allowed = await services.db.run(visible)
-    channels = {cid: st for cid, st in pool.stats().items() if cid in allowed}
+    stats = pool.stats()
+    allowed = await services.db.run(lambda s: visible_refs(caller, s, list(stats)))
+    channels = {str(ref): st for ref, st in stats.items() if ref in allowed}
     return {"running": True, "providers": pool.providers, "channels": channels}
 
 
@@ -81,10 +84,12 @@ async def analysis_stats(caller: CallerDep, services: ServicesDep) -> dict[str, 
     response_model=ChannelAnalysisOut,
     dependencies=[require_roles(*HUMANS)],
 )
-async def get_analysis(channel_id: str, caller: CallerDep, services: ServicesDep):
-    pk, profile = await _channel(services, caller, channel_id)
+async def get_analysis(
+    channel_id: str, caller: CallerDep, services: ServicesDep, device_id: DeviceQuery = None
+):
+    pk, camera, profile = await _channel(services, caller, channel_id, device_id)
     raw = await services.db.run(lambda s: dict(s.get(Channel, pk).analysis or {}))
-    return _out(services, channel_id, profile, raw)
+    return _out(services, camera, profile, raw)
 
 
 @router.put(
@@ -93,10 +98,14 @@ async def get_analysis(channel_id: str, caller: CallerDep, services: ServicesDep
     dependencies=[require_roles(*HUMANS)],
 )
 async def put_analysis(
-    channel_id: str, config: AnalysisConfig, caller: CallerDep, services: ServicesDep
+    channel_id: str,
+    config: AnalysisConfig,
+    caller: CallerDep,
+    services: ServicesDep,
+    device_id: DeviceQuery = None,
 ):
     """Validate, store and apply a camera's analysis config; 422 names what is wrong."""
-    pk, profile = await _channel(services, caller, channel_id)
+    pk, camera, profile = await _channel(services, caller, channel_id, device_id)
     try:
         check_config(profile, config)
         pool = services.analyzers
@@ -114,5 +123,5 @@ async def put_analysis(
 
     await services.db.run(save)
     if services.analyzers is not None:
-        await services.analyzers.configure(channel_id, profile, config)
-    return _out(services, channel_id, profile, raw)
+        await services.analyzers.configure(camera, profile, config)
+    return _out(services, camera, profile, raw)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from anyio import from_thread
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse
@@ -14,6 +16,7 @@ from analyzers.manifest import ManifestError, ModelMissing
 from storage.models import Alarm, Channel, Device, Organisation
 from vms.analyzer_component import profile_of
 
+from ..channel_scope import camera_ref
 from ..deps import (
     ADMIN,
     HUMANS,
@@ -24,7 +27,7 @@ from ..deps import (
     SessionDep,
     require_roles,
 )
-from ..schemas import ChannelOut, ChannelPatch, DeviceIn, DeviceOut, DevicePatch
+from ..schemas import ChannelOut, ChannelPatch, DeviceCreated, DeviceIn, DeviceOut, DevicePatch
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
 
@@ -36,25 +39,6 @@ def visible_device(caller: Caller, session: SessionDep, device_id: str) -> Devic
     if device is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id} not found")
     return device
-
-
-def visible_channel(caller: Caller, session: SessionDep, channel_id: str) -> Channel:
-    """The camera with this GB code if the caller may see its device; 404 otherwise.
-
-    Every resource keyed by a camera (streams, live view, recordings, analysis) is
-    scoped through here, so one rule decides who sees which camera.
-    """
-    stmt = caller.scope(
-        select(Channel)
-        .join(Device, Channel.device_pk == Device.id)
-        .where(Channel.channel_id == channel_id)
-        .order_by(Channel.id),
-        Device.org_id,
-    )
-    channel = session.scalars(stmt.limit(1)).first()
-    if channel is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"channel {channel_id} not found")
-    return channel
 
 
 def _check_org(caller: Caller, session: SessionDep, org_id: int | None) -> None:
@@ -79,12 +63,17 @@ def list_devices(
     return list(session.scalars(stmt.limit(limit).offset(offset)))
 
 
-@router.post("", response_model=DeviceOut, status_code=201, dependencies=[require_roles(*ADMIN)])
+@router.post(
+    "", response_model=DeviceCreated, status_code=201, dependencies=[require_roles(*ADMIN)]
+)
 def add_device(body: DeviceIn, caller: CallerDep, session: SessionDep) -> Device:
+    """A device without a password given gets a random one, in this answer only."""
     _check_org(caller, session, body.org_id)
     if body.org_id is None and caller.org_path is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "an organisation is required")
     device = Device(**body.model_dump())
+    if not device.sip_password:
+        device.sip_password = secrets.token_urlsafe(12)
     session.add(device)
     try:
         session.flush()
@@ -166,7 +155,8 @@ def patch_channel(
         setattr(channel, name, value)
     session.commit()  # before the event: listeners (the recorder) re-read the channel
     if analysis is not None and services.analyzers is not None:
-        from_thread.run(services.analyzers.configure, channel_id, profile, analysis)
+        camera = camera_ref(channel)
+        from_thread.run(services.analyzers.configure, camera, profile, analysis)
     from_thread.run_sync(
         lambda: services.events.publish(
             "channel.updated", device_id=device_id, channel_id=channel_id, fields=sorted(changes)

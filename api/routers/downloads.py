@@ -19,12 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from sip import ids
+from sip.channel_ref import ChannelRef
 from storage.download_models import ACTIVE_STATES, DownloadJob, DownloadSource, DownloadState
-from storage.models import Channel, Device, Role
+from storage.models import Role
 from storage.objects import ObjectNotFound, ObjectStore, ObjectStoreError
 
+from ..channel_scope import DeviceQuery, camera_visible, visible_camera
 from ..deps import HUMANS, Caller, CallerDep, ServicesDep, SessionDep, count_into, require_roles
-from .devices import visible_channel
 
 router = APIRouter(prefix="/api/downloads", tags=["downloads"])
 
@@ -34,6 +35,8 @@ MANAGERS = (Role.admin, Role.operator)
 
 class DownloadIn(BaseModel):
     channel_id: str = Field(pattern=ids.PATTERN)
+    # the device listing the camera; needed when several of the caller's devices list its ID
+    device_id: str | None = Field(None, pattern=ids.PATTERN)
     start: datetime
     end: datetime
     source: Literal["device", "recording"] = "device"
@@ -49,6 +52,7 @@ class DownloadOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
     channel_id: str
+    device_id: str
     source: DownloadSource
     start: datetime
     end: datetime
@@ -98,13 +102,14 @@ Downloads = Annotated[Any, Depends(_downloads)]
 
 
 def _visible_job(caller: Caller, session: SessionDep, job_id: str) -> DownloadJob:
-    row = session.get(DownloadJob, job_id)
+    stmt = select(DownloadJob).where(DownloadJob.id == job_id)
+    if caller.org_path is not None:  # a job of a camera gone: a global administrator's only
+        stmt = stmt.where(
+            camera_visible(caller, session, DownloadJob.device_id, DownloadJob.channel_id)
+        )
+    row = session.scalar(stmt)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"download {job_id} not found")
-    try:
-        visible_channel(caller, session, row.channel_id)
-    except HTTPException:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"download {job_id} not found") from None
     return row
 
 
@@ -120,15 +125,15 @@ async def create_download(
     """Queue a download of ``[start, end]``; poll it, then fetch ``file_url``."""
     start, end = utc(body.start), utc(body.end)
 
-    def device_of() -> str:
+    def camera_of() -> ChannelRef:
         with services.db.session() as s:
-            return visible_channel(caller, s, body.channel_id).device.device_id
+            return visible_camera(caller, s, body.channel_id, body.device_id)
 
-    device_id = await asyncio.to_thread(device_of)
+    camera = await asyncio.to_thread(camera_of)
     try:
         job = await downloads.create(
-            channel_id=body.channel_id,
-            device_id=device_id,
+            channel_id=camera.channel_id,
+            device_id=camera.device_id,
             source=DownloadSource(body.source),
             start=start,
             end=end,
@@ -146,17 +151,21 @@ def list_downloads(
     session: SessionDep,
     response: Response,
     channel_id: str | None = None,
+    device_id: DeviceQuery = None,
     state: DownloadState | None = None,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> list[DownloadOut]:
     """The jobs of the cameras the caller sees, newest first (``X-Total-Count``)."""
-    visible = caller.scope(
-        select(Channel.channel_id).join(Device, Channel.device_pk == Device.id), Device.org_id
-    )
-    stmt = select(DownloadJob).where(DownloadJob.channel_id.in_(visible))
+    stmt = select(DownloadJob)
+    if caller.org_path is not None:
+        stmt = stmt.where(
+            camera_visible(caller, session, DownloadJob.device_id, DownloadJob.channel_id)
+        )
     if channel_id:
         stmt = stmt.where(DownloadJob.channel_id == channel_id)
+    if device_id:
+        stmt = stmt.where(DownloadJob.device_id == device_id)
     if state is not None:
         stmt = stmt.where(DownloadJob.state == state)
     count_into(session, stmt, response)

@@ -13,10 +13,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, status
 from pydantic import BaseModel, Field
 
 from sip import ids
+from sip.channel_ref import ChannelRef
 from storage.models import Role
 
+from ..channel_scope import DeviceQuery, visible_camera
 from ..deps import ADMIN, HUMANS, CallerDep, ServicesDep, SessionDep, require_roles
-from .devices import visible_channel
 
 router = APIRouter(prefix="/api/live", tags=["live"])
 
@@ -31,13 +32,16 @@ class OfferIn(BaseModel):
 class AnswerOut(BaseModel):
     session_id: str
     channel_id: str
+    device_id: str
     sdp: str
     type: Literal["answer"] = "answer"
 
 
-def _visible(channel_id: ChannelId, caller: CallerDep, session: SessionDep) -> str:
-    """The channel id if one of the caller's devices has it; 404 otherwise."""
-    return visible_channel(caller, session, channel_id).channel_id
+def _visible(
+    channel_id: ChannelId, caller: CallerDep, session: SessionDep, device_id: DeviceQuery = None
+) -> ChannelRef:
+    """The camera if one of the caller's devices has it; 404 otherwise (409: give device_id)."""
+    return visible_camera(caller, session, channel_id, device_id)
 
 
 def _live(services: ServicesDep) -> Any:
@@ -55,16 +59,21 @@ def _live(services: ServicesDep) -> Any:
 async def offer(
     body: OfferIn,
     caller: CallerDep,
-    channel_id: Annotated[str, Depends(_visible)],
+    camera: Annotated[ChannelRef, Depends(_visible)],
     live: Annotated[Any, Depends(_live)],
 ) -> AnswerOut:
     from vms.live.service import LiveError
 
     try:
-        session = await live.answer(channel_id, body.sdp, caller.user.username)
+        session = await live.answer(camera, body.sdp, caller.user.username)
     except LiveError as exc:
         raise HTTPException(exc.status, str(exc)) from None
-    return AnswerOut(session_id=session.id, channel_id=channel_id, sdp=session.answer_sdp)
+    return AnswerOut(
+        session_id=session.id,
+        channel_id=camera.channel_id,
+        device_id=camera.device_id,
+        sdp=session.answer_sdp,
+    )
 
 
 @router.delete("/sessions/{session_id}", status_code=204, dependencies=[require_roles(*HUMANS)])

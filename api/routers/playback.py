@@ -15,12 +15,13 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, Field
 
 from sip import ids
+from sip.channel_ref import ChannelRef
 from sip.media_api import PlayError
 from storage.models import Role
 from vms.recording.playback_sessions import SPEEDS, PlaybackRefused, PlaybackSession
 
+from ..channel_scope import visible_camera
 from ..deps import HUMANS, Caller, CallerDep, ServicesDep, require_roles
-from .devices import visible_channel
 
 router = APIRouter(prefix="/api/playback", tags=["playback"])
 
@@ -29,6 +30,8 @@ MAX_RANGE_S = 72 * 3600  # the replay view's longest window
 
 class SessionIn(BaseModel):
     channel_id: str = Field(pattern=ids.PATTERN)
+    # the device listing the camera; needed when several of the caller's devices list its ID
+    device_id: str | None = Field(None, pattern=ids.PATTERN)
     start: datetime
     end: datetime
 
@@ -48,6 +51,7 @@ class AnswerOut(BaseModel):
     session_id: str  # the live view's peer (hang up with DELETE /api/live/sessions/{id})
     playback_id: str
     channel_id: str
+    device_id: str
     sdp: str
     type: Literal["answer"] = "answer"
 
@@ -79,9 +83,9 @@ def _out(session: PlaybackSession) -> dict[str, Any]:
     return out
 
 
-def _check_channel(services: Any, caller: Caller, channel_id: str) -> None:
+def _camera(services: Any, caller: Caller, channel_id: str, device_id: str | None) -> ChannelRef:
     with services.db.session() as s:
-        visible_channel(caller, s, channel_id)
+        return visible_camera(caller, s, channel_id, device_id)
 
 
 @router.post("/sessions", status_code=201, dependencies=[require_roles(*HUMANS)])
@@ -95,9 +99,9 @@ async def open_session(
         raise HTTPException(422, "end must be after start")
     if (end - start).total_seconds() > MAX_RANGE_S:
         raise HTTPException(422, f"range longer than {MAX_RANGE_S} s")
-    await asyncio.to_thread(_check_channel, services, caller, body.channel_id)
+    camera = await asyncio.to_thread(_camera, services, caller, body.channel_id, body.device_id)
     try:
-        session = sessions.open(body.channel_id, start, end, caller.user.username)
+        session = sessions.open(camera, start, end, caller.user.username)
     except PlaybackRefused as exc:
         raise HTTPException(exc.status, str(exc)) from None
     return _out(session)
@@ -145,7 +149,7 @@ async def offer(
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "live view is not running")
     source = sessions.viewer(session_id)
     try:
-        peer = await live.answer(session.channel_id, body.sdp, caller.user.username, source=source)
+        peer = await live.answer(session.channel, body.sdp, caller.user.username, source=source)
     except LiveError as exc:
         source.close()
         raise HTTPException(exc.status, str(exc)) from None
@@ -153,6 +157,7 @@ async def offer(
         session_id=peer.id,
         playback_id=session.id,
         channel_id=session.channel_id,
+        device_id=session.channel.device_id,
         sdp=peer.answer_sdp,
     )
 

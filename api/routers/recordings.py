@@ -1,6 +1,8 @@
-"""Recorded video of a channel: timeline, HLS VOD playlist, segment bytes (HTTP Range),
+"""Recorded video of a camera: timeline, HLS VOD playlist, segment bytes (HTTP Range),
 MP4 clip export, and replay from the NVR's own storage — all scoped to the caller's
-organisation through the channel's device.
+organisation through the camera's device.  A camera is its channel ID plus, when several
+of the caller's devices list that ID, ``?device_id=``; its recordings are those of that
+device's channel only.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from starlette.background import BackgroundTask
 
-from storage.models import Channel, Device, RecordingSegment
+from sip.channel_ref import ChannelRef
+from storage.models import RecordingSegment
 from storage.objects import ObjectNotFound, ObjectStoreError
 from vms.recording import hls
 from vms.recording.export import NothingToExport, export_mp4
@@ -28,8 +30,8 @@ from vms.recording.index import TS_CONTENT_TYPE, holes, merge_ranges, rows_betwe
 from vms.recording.playback import PlaybackJob, PlaybackUnavailable, device_ranges
 from vms.services import Services
 
+from ..channel_scope import DeviceQuery, visible_camera, visible_refs
 from ..deps import HUMANS, Caller, CallerDep, ServicesDep, SessionDep, require_roles
-from .devices import visible_channel
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
 
@@ -47,6 +49,7 @@ class SpanOut(BaseModel):
 
 class TimelineOut(BaseModel):
     channel_id: str
+    device_id: str
     start: datetime
     end: datetime
     ranges: list[SpanOut]
@@ -79,6 +82,19 @@ def window(start: datetime, end: datetime, max_s: float | None = None) -> tuple[
     return start, end
 
 
+def visible_segment_row(caller: Caller, session: SessionDep, row: RecordingSegment) -> None:
+    """404 unless the segment's camera (device and channel) is one the caller may see; rows
+    whose camera is gone (no device) are for a global administrator only."""
+    if caller.org_path is None:
+        return
+    try:
+        camera = ChannelRef(row.device_id, row.channel_id)
+    except ValueError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"segment {row.id} not found") from None
+    if camera not in visible_refs(caller, session, [camera]):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"segment {row.id} not found")
+
+
 def segment_url(request: Request, row: RecordingSegment) -> str:
     """Segment URL for players; carries ``?token=`` when the playlist was fetched with one."""
     url = f"/api/recordings/segment/{row.id}.ts"
@@ -90,19 +106,21 @@ def segment_url(request: Request, row: RecordingSegment) -> str:
 def recorder_status(
     caller: CallerDep, session: SessionDep, services: ServicesDep
 ) -> dict[str, Any]:
-    """Which visible channels are being recorded now, with queue, drop and segment counts."""
+    """Which visible cameras are being recorded now (keyed ``device/channel``), with queue,
+    drop and segment counts."""
     recorder = services.recorder
     if recorder is None:
         return {"enabled": False, "channels": {}}
     stats = recorder.stats()
-    stmt = caller.scope(
-        select(Channel.channel_id)
-        .join(Device, Channel.device_pk == Device.id)
-        .where(Channel.channel_id.in_(list(stats))),
-        Device.org_id,
-    )
-    visible = set(session.scalars(stmt))
-    return {"enabled": True, "channels": {c: v for c, v in stats.items() if c in visible}}
+    visible = visible_refs(caller, session, list(stats))
+    return {
+        "enabled": True,
+        "channels": {
+            str(c): {"device_id": c.device_id, "channel_id": c.channel_id, **v}
+            for c, v in stats.items()
+            if c in visible
+        },
+    }
 
 
 @router.get(
@@ -115,17 +133,19 @@ def timeline(
     start: datetime,
     end: datetime,
     source: Source = "recorder",
+    device_id: DeviceQuery = None,
 ) -> TimelineOut:
     """Recorded ranges (touching segments merged) and the gaps between them in a window."""
     start, end = window(start, end)
-    visible_channel(caller, session, channel_id)
-    rows = rows_between(session, channel_id, start, end, source)
+    camera = visible_camera(caller, session, channel_id, device_id)
+    rows = rows_between(session, camera, start, end, source)
     ranges = merge_ranges(rows, start, end)
     first = ranges[0].start if ranges else end
     last = ranges[-1].end if ranges else start
     gaps = [g for g in holes(ranges, rows, start, end) if g.start >= first and g.end <= last]
     return TimelineOut(
         channel_id=channel_id,
+        device_id=camera.device_id,
         start=start,
         end=end,
         ranges=[SpanOut(start=r.start, end=r.end) for r in ranges],
@@ -148,10 +168,11 @@ def list_segments(
     end: datetime,
     source: Source = "recorder",
     limit: int = Query(1000, ge=1, le=10000),
+    device_id: DeviceQuery = None,
 ) -> list[SegmentOut]:
     start, end = window(start, end)
-    visible_channel(caller, session, channel_id)
-    rows = rows_between(session, channel_id, start, end, source)[:limit]
+    camera = visible_camera(caller, session, channel_id, device_id)
+    rows = rows_between(session, camera, start, end, source)[:limit]
     out = []
     for row in rows:
         item = SegmentOut.model_validate(row)
@@ -170,11 +191,12 @@ def playlist(
     start: datetime,
     end: datetime,
     source: Source = "recorder",
+    device_id: DeviceQuery = None,
 ) -> Response:
     """HLS VOD playlist from the keyframe at or before ``start`` to the segment holding ``end``."""
     start, end = window(start, end)
-    visible_channel(caller, session, channel_id)
-    entries = hls.plan(rows_between(session, channel_id, start, end, source), start, end)
+    camera = visible_camera(caller, session, channel_id, device_id)
+    entries = hls.plan(rows_between(session, camera, start, end, source), start, end)
     if not entries:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no recording in the requested range")
     body = hls.render(entries, start, lambda row: segment_url(request, row))
@@ -215,7 +237,7 @@ def segment_bytes(
     row = session.get(RecordingSegment, segment_id)
     if row is None or row.is_gap:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"segment {segment_id} not found")
-    visible_channel(caller, session, row.channel_id)
+    visible_segment_row(caller, session, row)
     objects = services.objects
     try:
         presigned = objects.url(row.object_key, 600)
@@ -247,12 +269,13 @@ def export_clip(
     end: datetime,
     store: bool = False,
     source: Source = "recorder",
+    device_id: DeviceQuery = None,
 ) -> Response:
     """An MP4 of ``[start, end]`` from the keyframe at or before ``start``; ``store=true`` also
     keeps it under ``exports/`` (its key in ``X-Object-Key``)."""
     start, end = window(start, end, services.settings.recording.max_export_s)
-    visible_channel(caller, session, channel_id)
-    rows = rows_between(session, channel_id, start, end, source)
+    camera = visible_camera(caller, session, channel_id, device_id)
+    rows = rows_between(session, camera, start, end, source)
     tmp_dir = services.settings.server.data_dir / "exports-tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkstemp(dir=tmp_dir, suffix=".mp4")[1])
@@ -269,9 +292,10 @@ def export_clip(
         "X-Clip-End": result.end.isoformat(),
         "X-Clip-Frames": str(result.frames),
     }
-    name = f"{channel_id}-{result.start:%Y%m%dT%H%M%S}.mp4"
+    name = f"{camera.channel_id}-{result.start:%Y%m%dT%H%M%S}.mp4"
     if store:
-        key = f"exports/{channel_id}/{result.start:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.mp4"
+        stamp = f"{result.start:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        key = f"exports/{camera.device_id}/{camera.channel_id}/{stamp}.mp4"
         services.objects.put_file(key, out, "video/mp4")
         headers["X-Object-Key"] = key
     return FileResponse(
@@ -288,6 +312,7 @@ def export_clip(
 
 class DeviceRangesOut(BaseModel):
     channel_id: str
+    device_id: str
     ranges: list[SpanOut]
     complete: bool  # the device sent every item it announced (SumNum)
 
@@ -299,10 +324,11 @@ class PlaybackIn(BaseModel):
     speed: int = Field(1, ge=1, le=16)
 
 
-def _channel_device(services: Services, caller: Caller, channel_id: str) -> tuple[str, str]:
+def _camera(
+    services: Services, caller: Caller, channel_id: str, device_id: str | None = None
+) -> ChannelRef:
     with services.db.session() as s:
-        channel = visible_channel(caller, s, channel_id)
-        return channel.channel_id, channel.device.device_id
+        return visible_camera(caller, s, channel_id, device_id)
 
 
 @router.get(
@@ -311,19 +337,25 @@ def _channel_device(services: Services, caller: Caller, channel_id: str) -> tupl
     dependencies=[require_roles(*HUMANS)],
 )
 async def device_records(
-    channel_id: str, caller: CallerDep, services: ServicesDep, start: datetime, end: datetime
+    channel_id: str,
+    caller: CallerDep,
+    services: ServicesDep,
+    start: datetime,
+    end: datetime,
+    device_id: DeviceQuery = None,
 ) -> DeviceRangesOut:
-    """What the NVR itself holds for the channel in the window (GB28181 RecordInfo)."""
+    """What the NVR itself holds for the camera in the window (GB28181 RecordInfo)."""
     start, end = window(start, end)
-    _, device_id = await asyncio.to_thread(_channel_device, services, caller, channel_id)
+    camera = await asyncio.to_thread(_camera, services, caller, channel_id, device_id)
     try:
-        ranges, complete = await device_ranges(services, device_id, channel_id, start, end)
+        ranges, complete = await device_ranges(services, camera, start, end)
     except PlaybackUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - the device's failure, told to the caller
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"device query failed: {exc}") from None
     return DeviceRangesOut(
         channel_id=channel_id,
+        device_id=camera.device_id,
         ranges=[SpanOut(start=utc(a), end=utc(b)) for a, b in ranges],
         complete=complete,
     )
@@ -333,18 +365,22 @@ async def device_records(
     "/{channel_id}/device-playback", status_code=202, dependencies=[require_roles(*HUMANS)]
 )
 async def start_device_playback(
-    channel_id: str, body: PlaybackIn, caller: CallerDep, services: ServicesDep
+    channel_id: str,
+    body: PlaybackIn,
+    caller: CallerDep,
+    services: ServicesDep,
+    device_id: DeviceQuery = None,
 ) -> dict[str, Any]:
     """Copy a range from the NVR (Playback INVITE, or Download at ``speed`` ×) into temporary
     segments; poll the job, then play ``playlist.m3u8?source=playback`` for the same range.
     To watch the NVR's recording at once, under control, use ``/api/playback/sessions``."""
     start, end = window(body.start, body.end, services.settings.recording.max_export_s)
-    _, device_id = await asyncio.to_thread(_channel_device, services, caller, channel_id)
+    camera = await asyncio.to_thread(_camera, services, caller, channel_id, device_id)
     recorder = services.recorder
     if recorder is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "recording is disabled")
     try:
-        job = recorder.playback.start(channel_id, device_id, start, end, body.speed)
+        job = recorder.playback.start(camera, start, end, body.speed)
     except PlaybackUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     return _job_out(job)
@@ -358,13 +394,20 @@ async def device_playback_job(
     job = recorder.playback.jobs.get(job_id) if recorder is not None else None
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"playback job {job_id} not found")
-    await asyncio.to_thread(_channel_device, services, caller, job.channel_id)
+    await asyncio.to_thread(_camera, services, caller, job.channel_id, job.device_id)
     return _job_out(job)
 
 
 def _job_out(job: PlaybackJob) -> dict[str, Any]:
     out = job.as_dict()
-    query = urlencode({"start": out["start"], "end": out["end"], "source": "playback"})
+    query = urlencode(
+        {
+            "start": out["start"],
+            "end": out["end"],
+            "source": "playback",
+            "device_id": job.device_id,
+        }
+    )
     out["playlist_url"] = f"/api/recordings/{job.channel_id}/playlist.m3u8?{query}"
     out["status_url"] = f"/api/recordings/device-playback/{job.id}"
     return out

@@ -1,6 +1,7 @@
 """Live streams pulled by the media hub: statistics, and starting/stopping a pull by hand.
 
-Channels are scoped through their device's organisation, like devices.
+Cameras are scoped through their device's organisation, like devices; a camera is its
+channel ID plus, when several of the caller's devices list that ID, ``?device_id=``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from typing import Annotated, Any
 from anyio import from_thread
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from storage.models import Channel, Device
+from sip.channel_ref import ChannelRef
 
+from ..channel_scope import DeviceQuery, visible_camera, visible_refs
 from ..deps import HUMANS, STAFF, CallerDep, ServicesDep, SessionDep, require_roles
-from .devices import visible_channel
 
 router = APIRouter(prefix="/api/streams", tags=["streams"])
 
@@ -56,6 +56,7 @@ class StreamOut(BaseModel):
 
 class PullOut(BaseModel):
     channel_id: str
+    device_id: str
     changed: bool  # False when the pull was already in the requested state
 
 
@@ -65,17 +66,19 @@ def _hub(services: Any) -> Any:
     return services.media
 
 
-def _visible(channel_id: str, caller: CallerDep, session: SessionDep) -> Channel:
-    return visible_channel(caller, session, channel_id)
+def _visible(
+    channel_id: str, caller: CallerDep, session: SessionDep, device_id: DeviceQuery = None
+) -> ChannelRef:
+    return visible_camera(caller, session, channel_id, device_id)
 
 
-VisibleChannel = Annotated[Channel, Depends(_visible)]
+VisibleCamera = Annotated[ChannelRef, Depends(_visible)]
 
 
-def _out(hub: Any, channel_id: str) -> StreamOut:
-    stats = from_thread.run_sync(hub.stats, channel_id)  # read on the hub's event loop
+def _out(hub: Any, camera: ChannelRef) -> StreamOut:
+    stats = from_thread.run_sync(hub.stats, camera)  # read on the hub's event loop
     if stats is None:
-        return StreamOut(channel_id=channel_id, state="idle")
+        return StreamOut(channel_id=camera.channel_id, device_id=camera.device_id, state="idle")
     return StreamOut(**stats)
 
 
@@ -83,25 +86,22 @@ def _out(hub: Any, channel_id: str) -> StreamOut:
 def list_streams(caller: CallerDep, session: SessionDep, services: ServicesDep) -> list[StreamOut]:
     hub = _hub(services)
     active = from_thread.run_sync(hub.channels)
-    if not active:
-        return []
-    stmt = caller.scope(
-        select(Channel.channel_id).join(Device, Channel.device_pk == Device.id), Device.org_id
-    ).where(Channel.channel_id.in_(active))
-    visible = set(session.scalars(stmt))
+    visible = visible_refs(caller, session, active)
     return [_out(hub, c) for c in active if c in visible]
 
 
 @router.get("/{channel_id}", response_model=StreamOut, dependencies=[require_roles(*HUMANS)])
-def get_stream(channel_id: str, _: VisibleChannel, services: ServicesDep) -> StreamOut:
-    return _out(_hub(services), channel_id)
+def get_stream(channel_id: str, camera: VisibleCamera, services: ServicesDep) -> StreamOut:
+    return _out(_hub(services), camera)
 
 
 @router.post("/{channel_id}/start", response_model=PullOut, dependencies=[require_roles(*STAFF)])
-async def start_pull(channel_id: str, _: VisibleChannel, services: ServicesDep) -> PullOut:
-    return PullOut(channel_id=channel_id, changed=_hub(services).hold(channel_id))
+async def start_pull(channel_id: str, camera: VisibleCamera, services: ServicesDep) -> PullOut:
+    changed = _hub(services).hold(camera)
+    return PullOut(channel_id=camera.channel_id, device_id=camera.device_id, changed=changed)
 
 
 @router.post("/{channel_id}/stop", response_model=PullOut, dependencies=[require_roles(*STAFF)])
-async def stop_pull(channel_id: str, _: VisibleChannel, services: ServicesDep) -> PullOut:
-    return PullOut(channel_id=channel_id, changed=_hub(services).release(channel_id))
+async def stop_pull(channel_id: str, camera: VisibleCamera, services: ServicesDep) -> PullOut:
+    changed = _hub(services).release(camera)
+    return PullOut(channel_id=camera.channel_id, device_id=camera.device_id, changed=changed)

@@ -99,6 +99,7 @@ class WarningEventOut(BaseModel):
 
 class BookmarkOut(BaseModel):
     id: int
+    device_id: str  # with channel_id, the camera
     channel_id: str
     at: datetime
     label: str
@@ -175,6 +176,7 @@ def to_detail(session: Session, w: SensorWarning) -> WarningOut:
     out.bookmarks = [
         BookmarkOut(
             id=m.id,
+            device_id=m.device_id,
             channel_id=m.channel_id,
             at=m.at,
             label=m.label,

@@ -9,14 +9,15 @@ import { ReplayView } from "./js/replay.js";
 import { SensorsView } from "./js/sensors.js";
 import { SupervisionView } from "./js/supervision.js";
 import { WarningsView, warningSnapshot, warningToast } from "./js/warnings.js";
-import { invalidate } from "./js/catalog.js";
+import { cameraKey, invalidate } from "./js/catalog.js";
 
 const VIEWS = ["devices", "live", "alarms", "replay", "sensors", "warnings", "supervision"];
 const $ = id => document.getElementById(id);
 
+// A camera is named by its key "device/channel" (or a bare channel ID the views resolve).
 const actions = {
-  live: async channelId => { await go("live"); wall.show(channelId); },
-  replay: (channelId, at) => go("replay", { channelId, at }),
+  live: async camera => { await go("live"); wall.show(camera); },
+  replay: (camera, at) => go("replay", { channelId: camera, at }),
   warning: warningId => go("warnings", { warningId }),
   openRef: (source, ref) => (source === "video" ? go("alarms") : go("warnings", { warningId: ref })),
 };
@@ -31,7 +32,7 @@ let supervisionView = new SupervisionView(actions);
 const push = new AlarmPush($("toasts"), actions, (alarm, kind) => {
   refreshBadge();
   if (current === "alarms") alarmsView.refresh();
-  if (kind === "alarm.raised" && wall) wall.alarmRaised(alarm.video_code);
+  if (kind === "alarm.raised" && wall) wall.alarmRaised(cameraKey(alarm.device_id, alarm.video_code));
 });
 // Device online/offline pushes (sent to administrators) refresh the tree while it is shown.
 let deviceRefresh = null;
@@ -53,13 +54,19 @@ push.on(msg => {
   sensorsView.onWarning(data, kind);
   warningsView.onEvent(data, kind);
   if (kind === "warning.opened" || kind === "warning.escalated") {
-    if (wall) wall.warningRaised(data.cameras || [], data.level, data.warning_id);
+    if (wall) wall.warningRaised(warningCameras(data), data.level, data.warning_id);
     warningToast(push, data, kind, actions);
   } else if (kind === "warning.updated" && data.snapshot_url) warningSnapshot(push, data);
   else if (wall && kind === "warning.downgraded") wall.warningChanged(data.warning_id, data.level);
   else if (wall && (kind === "warning.cleared" || data.handling === "closed")) wall.warningChanged(data.warning_id, "");
   refreshWarningBadge();
 });
+
+// A warning's linked cameras as keys (camera_refs: [device, channel]), else their codes.
+function warningCameras(data) {
+  if (Array.isArray(data.camera_refs) && data.camera_refs.length) return data.camera_refs.map(([d, c]) => cameraKey(d, c));
+  return data.cameras || [];
+}
 
 async function go(name, args = {}) {
   if (!VIEWS.includes(name)) name = "live";

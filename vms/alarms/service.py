@@ -70,24 +70,58 @@ def validate(event: AlarmEvent) -> None:
         )
     if not codes.is_video_code(event.channel_id):
         raise AlarmRejected(f"VIDEO_CODE must be 20 digits, got {event.channel_id!r}")
+    if event.device_id and not codes.is_video_code(event.device_id):
+        raise AlarmRejected(f"the camera's device must be 20 digits, got {event.device_id!r}")
     if event.at.tzinfo is None:
         raise AlarmRejected("event time must be timezone-aware")
 
 
-def clip_ref(channel_id: str, start: Any, end: Any) -> str:
-    """A recordings-export reference: ``{channel}/{start}-{end}`` in UTC basic format."""
-    return f"{channel_id}/{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
+def camera_of(s: Session, event: AlarmEvent) -> tuple[Channel | None, Organisation | None]:
+    """The event's camera and its organisation: the channel of the event's device; without
+    a device (tools, tests), the one channel with that code — several are a refusal, never
+    a guess, since the alarm would land in one of them at random."""
+    stmt = (
+        select(Channel, Organisation)
+        .join(Device, Channel.device_pk == Device.id)
+        .outerjoin(Organisation, Device.org_id == Organisation.id)
+        .where(Channel.channel_id == event.channel_id)
+    )
+    if event.device_id:
+        stmt = stmt.where(Device.device_id == event.device_id)
+    rows = s.execute(stmt.limit(2)).all()
+    if len(rows) > 1:
+        raise AlarmRejected(f"camera {event.channel_id} is on several devices: name the device")
+    return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+
+def clip_ref(device_id: str, channel_id: str, start: Any, end: Any) -> str:
+    """A recordings-export reference: ``{device}/{channel}/{start}-{end}`` in UTC basic format
+    (older rows: ``{channel}/{start}-{end}``)."""
+    span = f"{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
+    return f"{device_id}/{channel_id}/{span}" if device_id else f"{channel_id}/{span}"
 
 
 def clip_url(clip_key: str) -> str:
-    """The recordings export (``/api/recordings/{channel}/export.mp4``) of a clip reference."""
+    """The recordings export (``/api/recordings/{channel}/export.mp4?device_id=``) of a clip
+    reference; "" for anything that is not one (the parts are checked: no path from text)."""
+    parts = clip_key.split("/")
+    if len(parts) not in (2, 3) or not all(codes.is_video_code(p) for p in parts[:-1]):
+        return ""
     try:
-        channel, span = clip_key.split("/", 1)
-        start, end = (datetime.strptime(x, "%Y%m%dT%H%M%SZ") for x in span.split("-", 1))
+        start, end = (datetime.strptime(x, "%Y%m%dT%H%M%SZ") for x in parts[-1].split("-", 1))
     except ValueError:
         return ""
     iso = "%Y-%m-%dT%H:%M:%SZ"
-    return f"/api/recordings/{channel}/export.mp4?start={start:{iso}}&end={end:{iso}}"
+    query = f"start={start:{iso}}&end={end:{iso}}"
+    if len(parts) == 3:
+        query += f"&device_id={parts[0]}"
+    return f"/api/recordings/{parts[-2]}/export.mp4?{query}"
+
+
+def camera_device(alarm: Alarm) -> str:
+    """The device of the alarm's camera ("" once the camera is gone)."""
+    channel = alarm.channel
+    return channel.device.device_id if channel is not None else ""
 
 
 def event_data(alarm: Alarm, org_path: str | None, status: int) -> dict[str, Any]:
@@ -100,6 +134,7 @@ def event_data(alarm: Alarm, org_path: str | None, status: int) -> dict[str, Any
         "profile": alarm.profile.value,
         "rule": alarm.rule,
         "video_code": alarm.video_code,
+        "device_id": camera_device(alarm),
         "device_code": alarm.device_code,
         "org_id": alarm.org_id,
         "org_path": org_path,
@@ -260,15 +295,7 @@ class AlarmService:
         self, s: Session, event: AlarmEvent, key: str, image_error: str
     ) -> tuple[bool, dict[str, Any]]:
         status = int(event.status)
-        row = s.execute(
-            select(Channel, Organisation)
-            .join(Device, Channel.device_pk == Device.id)
-            .outerjoin(Organisation, Device.org_id == Organisation.id)
-            .where(Channel.channel_id == event.channel_id)
-            .order_by(Channel.id)
-            .limit(1)
-        ).first()
-        channel, org = (row[0], row[1]) if row else (None, None)
+        channel, org = camera_of(s, event)
         if org is not None and org.profile.value != event.profile:
             raise AlarmRejected(
                 f"camera {event.channel_id} belongs to a {org.profile.value} site; "
@@ -300,6 +327,7 @@ class AlarmService:
             )
             if channel is not None and channel.record_enabled and self.settings.recording.enabled:
                 alarm.clip_key = clip_ref(
+                    channel.device.device_id,
                     event.channel_id,
                     event.at - timedelta(seconds=CLIP_BEFORE_S),
                     event.at + timedelta(seconds=CLIP_AFTER_S),
@@ -321,8 +349,9 @@ class AlarmService:
             alarm.detail = detail
             if alarm.clip_key:
                 start = alarm.raised_at - timedelta(seconds=CLIP_BEFORE_S)
+                device_id = alarm.channel.device.device_id if alarm.channel is not None else ""
                 alarm.clip_key = clip_ref(
-                    event.channel_id, start, event.at + timedelta(seconds=CLIP_AFTER_S)
+                    device_id, event.channel_id, start, event.at + timedelta(seconds=CLIP_AFTER_S)
                 )
         payload = tables.table4(
             event.alarm_id,

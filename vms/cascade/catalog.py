@@ -11,6 +11,7 @@ Only what leads to a shared channel is listed, so a superior never sees empty br
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,10 +188,17 @@ def _shared(channel: Channel, device_id: str, org_id: int | None) -> SharedChann
 
 
 def shared_channels(session: Session, selection: Selection) -> list[SharedChannel]:
-    """The channels of active devices a superior gets: selected and not classified."""
+    """The channels of active devices a superior gets: selected and not classified.
+
+    A superior names a channel by its code alone, so a code that several devices list
+    (rows from before catalogs refused taken codes) is left out: its INVITE could not say
+    which camera it means."""
     out = []
-    for channel, device_id, org_id in session.execute(_shareable()):
-        if ids.is_gb_id(channel.channel_id) and selection.allows(channel.channel_id):
+    rows = session.execute(_shareable()).all()
+    counts = Counter(channel.channel_id for channel, _, _ in rows)
+    for channel, device_id, org_id in rows:
+        code = channel.channel_id
+        if ids.is_gb_id(code) and counts[code] == 1 and selection.allows(code):
             out.append(_shared(channel, device_id, org_id))
     return out
 
@@ -205,5 +213,8 @@ def owner_for(session: Session, upstream_id: str, channel_id: str) -> SharedChan
     """The shared channel with this id (and its device), if this superior may use it."""
     if not ids.is_gb_id(channel_id) or not selection_of(session, upstream_id).allows(channel_id):
         return None
-    row = session.execute(_shareable(channel_id).limit(1)).first()
-    return None if row is None else _shared(row[0], row[1], row[2])
+    rows = session.execute(_shareable(channel_id).limit(2)).all()
+    if len(rows) != 1:  # unknown, or on several devices: never a guess between two cameras
+        return None
+    channel, device_id, org_id = rows[0]
+    return _shared(channel, device_id, org_id)

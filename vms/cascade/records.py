@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from sip.channel_ref import ChannelRef
 from sip.manscdp import RecordItem
 from vms.logging import get_logger
 from vms.recording.index import merge_ranges, rows_between
@@ -25,9 +26,10 @@ async def record_items(
     services: Services, shared: SharedChannel, start: datetime, end: datetime
 ) -> list[RecordItem]:
     channel_id = shared.item.device_id
+    camera = ChannelRef(shared.device_id, channel_id)
 
     def ours(s: Session) -> list[tuple[datetime, datetime, int]]:
-        rows = rows_between(s, channel_id, start, end)
+        rows = rows_between(s, camera, start, end)
         out = []
         for span in merge_ranges(rows, start, end):
             size = sum(

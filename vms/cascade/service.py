@@ -26,6 +26,7 @@ from sip.cascade_source import (
     SendRequest,
     firmware_version,
 )
+from sip.channel_ref import ChannelRef
 from sip.manscdp import CatalogItem, DeviceInfo, DeviceStatusInfo, RecordItem, fmt_time
 from sip.mansrtsp import RtspCommand
 from sip.settings import UpstreamSettings
@@ -205,13 +206,14 @@ class CascadeService:
         """Live from the hub; a replay from our recordings if we hold any of it, else the NVR."""
         hub, offer = self.services.media, request.offer
         name = f"cascade:{request.upstream_id}"
+        camera = ChannelRef(request.device_id, request.channel_id)
         if offer.session_name == "Play":
-            return LiveSource(hub, request.channel_id, name), None
+            return LiveSource(hub, camera, name), None
         start = datetime.fromtimestamp(offer.start, UTC)
         end = datetime.fromtimestamp(offer.end, UTC)
         download = offer.session_name == "Download"
         speed = max(1, offer.download_speed or 1) if download else 1
-        channel = request.channel_id
+        channel = camera
         db = self.services.db
         if await db.run(lambda s: has_recording(s, channel, start, end)):
             size = await db.run(lambda s: _recorded_bytes(s, channel, start, end))

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import av
 
+from sip.channel_ref import ChannelRef
 from sip.mansrtsp import RtspCommand
 from storage.models import RecordingSegment
 from storage.objects import ObjectStore
@@ -63,9 +64,9 @@ class LiveSource:
     kind = "live"
     finite = False
 
-    def __init__(self, hub: Any, channel_id: str, name: str) -> None:
-        self.sub: Subscription = hub.subscribe(channel_id, name, maxlen=LIVE_QUEUE)
-        hub.request_keyframe(channel_id)  # a superior joining should not wait a whole GOP
+    def __init__(self, hub: Any, channel: ChannelRef, name: str) -> None:
+        self.sub: Subscription = hub.subscribe(channel, name, maxlen=LIVE_QUEUE)
+        hub.request_keyframe(channel)  # a superior joining should not wait a whole GOP
 
     def units(self) -> AsyncIterator[tuple[AccessUnit, int]]:
         return _relative(self.sub)
@@ -86,7 +87,7 @@ class DeviceSource:
     def __init__(
         self,
         hub: Any,
-        channel_id: str,
+        channel: ChannelRef,
         start: datetime,
         end: datetime,
         name: str,
@@ -95,7 +96,7 @@ class DeviceSource:
     ) -> None:
         self.hub = hub
         self.key, self.sub = hub.open_playback(
-            channel_id, start, end, name, REPLAY_QUEUE, mode=mode, download_speed=speed
+            channel, start, end, name, REPLAY_QUEUE, mode=mode, download_speed=speed
         )
 
     async def started(self, timeout: float) -> None:
@@ -151,17 +152,17 @@ def segment_units(data: bytes, entry_start: datetime, channel_id: str) -> list[A
 
 
 def recorded_entries(
-    session: Any, channel_id: str, start: datetime, end: datetime
+    session: Any, channel: ChannelRef, start: datetime, end: datetime
 ) -> list[PlaylistEntry]:
-    return plan(rows_between(session, channel_id, start, end), start, end)
+    return plan(rows_between(session, channel, start, end), start, end)
 
 
-def has_recording(session: Any, channel_id: str, start: datetime, end: datetime) -> bool:
-    return any(not r.is_gap for r in rows_between(session, channel_id, start, end))
+def has_recording(session: Any, channel: ChannelRef, start: datetime, end: datetime) -> bool:
+    return any(not r.is_gap for r in rows_between(session, channel, start, end))
 
 
-def recorded_bytes(session: Any, channel_id: str, start: datetime, end: datetime) -> int:
-    rows: list[RecordingSegment] = rows_between(session, channel_id, start, end)
+def recorded_bytes(session: Any, channel: ChannelRef, start: datetime, end: datetime) -> int:
+    rows: list[RecordingSegment] = rows_between(session, channel, start, end)
     return sum(r.size for r in rows if not r.is_gap)
 
 
@@ -175,14 +176,15 @@ class RecordingSource:
         self,
         db: Any,
         objects: ObjectStore,
-        channel_id: str,
+        channel: ChannelRef,
         start: datetime,
         end: datetime,
         speed: float = 1.0,
     ) -> None:
         self.db = db
         self.objects = objects
-        self.channel_id = channel_id
+        self.channel = channel
+        self.channel_id = channel.channel_id
         self.start = start
         self.end = end
         self.speed = max(speed, 0.01)
@@ -198,7 +200,7 @@ class RecordingSource:
         t0 = self.start.timestamp()
         while True:
             entries = await self.db.run(
-                lambda s, c=cursor: recorded_entries(s, self.channel_id, c, self.end)
+                lambda s, c=cursor: recorded_entries(s, self.channel, c, self.end)
             )
             restart = False
             for entry in entries:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -23,7 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--server-port", type=int, default=None, help="default: sip.port")
     p.add_argument("--server-id", default=None, help="default: sip.server_id")
     p.add_argument("--domain", default=None, help="default: sip.domain")
-    p.add_argument("--password", default=None, help="default: sip.password")
+    p.add_argument("--password", default=None, help="digest password (default: sip.password)")
+    p.add_argument(
+        "--password-env",
+        default="",
+        help="read the password from this environment variable (not shown in ps)",
+    )
     p.add_argument("--transport", choices=["udp", "tcp"], default="udp")
     p.add_argument("--first-id", default="34020000001180000001", help="id of the first NVR")
     p.add_argument("--keepalive", type=float, default=60.0, help="keepalive interval, seconds")
@@ -96,7 +102,13 @@ def cmd_sim_device(args: argparse.Namespace) -> int:
     args.server_port = args.server_port or sip.port
     args.server_id = args.server_id or sip.server_id
     args.domain = args.domain or sip.domain
-    args.password = args.password if args.password is not None else sip.password
+    if args.password_env:
+        args.password = os.environ.get(args.password_env, "")
+    elif args.password is None:
+        args.password = sip.password
+    if not args.password:  # there is no default device password
+        print("vms sim-device: no password: give --password(-env) or set sip.password")
+        return 2
     try:
         device_ids(args.first_id, args.count)
     except ValueError as exc:

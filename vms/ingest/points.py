@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import Channel
+from sip import ids
+from sip.channel_ref import ChannelRef
+from storage.models import Channel, Device
 from storage.sensor_models import Sensor, SensorCamera
 
 
@@ -90,7 +92,7 @@ class Point:
     thresholds: dict[str, float] = field(default_factory=dict)
     levels: dict[str, str] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
-    cameras: list[str] = field(default_factory=list)  # GB codes of the watching cameras
+    cameras: list[ChannelRef] = field(default_factory=list)  # the watching cameras
     # live state
     online: bool = False
     last_at: datetime | None = None  # source time of the newest in-order reading
@@ -155,7 +157,7 @@ def clean_thresholds(raw: dict[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def point_from_row(row: Sensor, cameras: list[str]) -> Point:
+def point_from_row(row: Sensor, cameras: list[ChannelRef]) -> Point:
     return Point(
         pk=row.id,
         org_id=row.org_id,
@@ -181,15 +183,17 @@ def point_from_row(row: Sensor, cameras: list[str]) -> Point:
 
 
 def load_points(session: Session) -> list[Point]:
-    """Every enabled sensor with its cameras' GB codes."""
-    cams: dict[int, list[str]] = {}
+    """Every enabled sensor with its cameras (device and channel: the linked rows exactly)."""
+    cams: dict[int, list[ChannelRef]] = {}
     rows = session.execute(
-        select(SensorCamera.sensor_pk, Channel.channel_id).join(
-            Channel, Channel.id == SensorCamera.channel_pk
-        )
+        select(SensorCamera.sensor_pk, Device.device_id, Channel.channel_id)
+        .join(Channel, Channel.id == SensorCamera.channel_pk)
+        .join(Device, Device.id == Channel.device_pk)
+        .order_by(SensorCamera.sensor_pk, Channel.id)
     )
-    for sensor_pk, channel_id in rows:
-        cams.setdefault(sensor_pk, []).append(channel_id)
+    for sensor_pk, device_id, channel_id in rows:
+        if ids.is_gb_id(device_id) and ids.is_gb_id(channel_id):
+            cams.setdefault(sensor_pk, []).append(ChannelRef(device_id, channel_id))
     sensors = session.scalars(select(Sensor).where(Sensor.enabled.is_(True)))
     return [point_from_row(row, cams.get(row.id, [])) for row in sensors]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender
 
+from sip.channel_ref import ChannelRef
 from vms.media.frames import AudioCodec
 
 from .audio_track import MIME, PassthroughAudioTrack
@@ -27,11 +28,11 @@ def offers_audio(offer_sdp: str) -> bool:
     return "m=audio" in offer_sdp
 
 
-def camera_audio(media: Any, channel_id: str) -> AudioCodec | str | None:
-    """What the hub knows of the channel's audio now: its codec, None (it has none), or
+def camera_audio(media: Any, channel: ChannelRef) -> AudioCodec | str | None:
+    """What the hub knows of the camera's audio now: its codec, None (it has none), or
     ``UNKNOWN`` (the stream is not running yet)."""
     stats = getattr(media, "stats", None)
-    info = stats(channel_id) if callable(stats) else None
+    info = stats(channel) if callable(stats) else None
     if not isinstance(info, dict):
         return UNKNOWN
     codec = info.get("audio_codec")
@@ -51,7 +52,7 @@ def g711_preferences(codecs: list[AudioCodec]) -> list[Any]:
 def add_audio(
     pc: RTCPeerConnection,
     relays: RelayPool,
-    channel_id: str,
+    channel: ChannelRef,
     name: str,
     known: AudioCodec | str | None,
 ) -> PassthroughAudioTrack | None:
@@ -60,7 +61,7 @@ def add_audio(
     if known is None or (known != UNKNOWN and known not in MIME):
         return None
     codec = known if known in MIME else None
-    subscription = relays.attach(channel_id, name, audio=True, video=False)
+    subscription = relays.attach(channel, name, audio=True, video=False)
     track = PassthroughAudioTrack(subscription, codec)  # type: ignore[arg-type]
     sender = pc.addTrack(track)
     transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)

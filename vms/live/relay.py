@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from typing import Any, Protocol
 
+from sip.channel_ref import ChannelRef
 from vms.logging import get_logger
 from vms.media.frames import AccessUnit, Gap, Subscription
 
@@ -25,24 +26,27 @@ class Hub(Protocol):
     """The part of ``vms.media.hub.StreamHub`` the live view uses."""
 
     def subscribe(
-        self, channel_id: str, name: str, maxlen: int = 256, *, audio: bool = False
+        self, channel: ChannelRef, name: str, maxlen: int = 256, *, audio: bool = False
     ) -> Subscription: ...
 
 
 class ChannelRelay:
-    """Pulls one channel from the hub and copies each unit to its viewers."""
+    """Pulls one camera from the hub and copies each unit to its viewers."""
 
-    def __init__(self, hub: Hub, channel_id: str, viewer_maxlen: int, audio: bool = False) -> None:
-        self.channel_id = channel_id
+    def __init__(
+        self, hub: Hub, channel: ChannelRef, viewer_maxlen: int, audio: bool = False
+    ) -> None:
+        self.channel = channel
+        self.channel_id = channel.channel_id
         self.viewer_maxlen = viewer_maxlen
         self.viewers: set[Subscription] = set()
         self.units = 0
-        name = f"live:{channel_id}"
+        name = f"live:{channel}"
         if audio:
-            self._source = hub.subscribe(channel_id, name, maxlen=viewer_maxlen, audio=True)
+            self._source = hub.subscribe(channel, name, maxlen=viewer_maxlen, audio=True)
         else:
-            self._source = hub.subscribe(channel_id, name, maxlen=viewer_maxlen)
-        self._task = asyncio.create_task(self._pump(), name=f"live-relay-{channel_id}")
+            self._source = hub.subscribe(channel, name, maxlen=viewer_maxlen)
+        self._task = asyncio.create_task(self._pump(), name=f"live-relay-{channel}")
 
     def attach(self, name: str, *, audio: bool = False, video: bool = True) -> Subscription:
         """A new viewer queue; video starts at the channel's next keyframe (``video=False,
@@ -88,6 +92,7 @@ class ChannelRelay:
 
     def stats(self) -> dict[str, Any]:
         return {
+            "device_id": self.channel.device_id,
             "channel_id": self.channel_id,
             "viewers": len(self.viewers),
             "units": self.units,
@@ -102,28 +107,28 @@ class RelayPool:
         self._hub_getter = hub_getter
         self._viewer_maxlen = viewer_maxlen
         self._audio = audio
-        self._relays: dict[str, ChannelRelay] = {}
+        self._relays: dict[ChannelRef, ChannelRelay] = {}
 
     def attach(
-        self, channel_id: str, name: str, *, audio: bool = False, video: bool = True
+        self, channel: ChannelRef, name: str, *, audio: bool = False, video: bool = True
     ) -> Subscription:
-        relay = self._relays.get(channel_id)
+        relay = self._relays.get(channel)
         if relay is None:
             hub = self._hub_getter()
             if hub is None:
                 raise LookupError("the media hub is not running")
-            relay = ChannelRelay(hub, channel_id, self._viewer_maxlen, self._audio)
-            self._relays[channel_id] = relay
-            log.info("live relay opened", channel_id=channel_id)
+            relay = ChannelRelay(hub, channel, self._viewer_maxlen, self._audio)
+            self._relays[channel] = relay
+            log.info("live relay opened", channel=str(channel))
         return relay.attach(name, audio=audio, video=video)
 
     async def release_idle(self) -> None:
         """Close relays nobody watches any more (their hub subscription goes with them)."""
-        for channel_id, relay in list(self._relays.items()):
+        for channel, relay in list(self._relays.items()):
             if relay.idle:
-                del self._relays[channel_id]
+                del self._relays[channel]
                 await relay.close()
-                log.info("live relay closed", channel_id=channel_id)
+                log.info("live relay closed", channel=str(channel))
 
     async def close(self) -> None:
         relays, self._relays = list(self._relays.values()), {}

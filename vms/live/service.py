@@ -23,6 +23,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from sip.channel_ref import ChannelRef
 from vms.config import LiveSettings
 from vms.logging import get_logger
 from vms.media.frames import Codec, Subscription
@@ -51,7 +52,7 @@ class LiveError(Exception):
 @dataclass
 class LiveSession:
     id: str
-    channel_id: str
+    channel: ChannelRef
     user: str
     pc: RTCPeerConnection
     track: PassthroughVideoTrack
@@ -59,9 +60,14 @@ class LiveSession:
     created: float = field(default_factory=time.monotonic)
     audio: Any = None  # the PassthroughAudioTrack of a G.711 camera, when the offer took audio
 
+    @property
+    def channel_id(self) -> str:
+        return self.channel.channel_id
+
     def stats(self) -> dict[str, Any]:
         return {
             "session_id": self.id,
+            "device_id": self.channel.device_id,
             "channel_id": self.channel_id,
             "user": self.user,
             "state": self.pc.connectionState,
@@ -93,7 +99,7 @@ class LiveService:
         self.settings = settings
         self.sessions: dict[str, LiveSession] = {}
         self.relays = RelayPool(lambda: services.media, settings.viewer_queue, settings.audio)
-        self._last_keyframe_request: dict[str, float] = {}
+        self._last_keyframe_request: dict[ChannelRef, float] = {}
         self._janitor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -115,9 +121,13 @@ class LiveService:
         return RTCConfiguration(iceServers=servers)
 
     async def answer(
-        self, channel_id: str, offer_sdp: str, user: str = "", source: Subscription | None = None
+        self,
+        channel: ChannelRef,
+        offer_sdp: str,
+        user: str = "",
+        source: Subscription | None = None,
     ) -> LiveSession:
-        """Answer a browser's offer for ``channel_id``; the answer carries all our candidates.
+        """Answer a browser's offer for a camera; the answer carries all our candidates.
 
         ``source`` (an NVR playback's units) takes the place of the channel's live relay."""
         if len(offer_sdp.encode()) > MAX_OFFER_BYTES:
@@ -133,17 +143,17 @@ class LiveService:
             raise LiveError(429, f"{user} already watches {limit} cameras (close some tiles)")
         session_id = uuid.uuid4().hex
         if source is None:
-            self._check_codec(channel_id)
+            self._check_codec(channel)
             try:
-                subscription = self.relays.attach(channel_id, f"viewer:{session_id[:8]}")
+                subscription = self.relays.attach(channel, f"viewer:{session_id[:8]}")
             except LookupError as exc:
                 raise LiveError(503, str(exc)) from None
-            self._request_keyframe(channel_id)  # a new viewer need not wait out a long GOP
+            self._request_keyframe(channel)  # a new viewer need not wait out a long GOP
         else:
             subscription = source
-        track = PassthroughVideoTrack(subscription, self._request_keyframe)
+        track = PassthroughVideoTrack(subscription, lambda _label: self._request_keyframe(channel))
         pc = RTCPeerConnection(self._configuration())
-        session = LiveSession(session_id, channel_id, user, pc, track)
+        session = LiveSession(session_id, channel, user, pc, track)
         self.sessions[session_id] = session
         try:
             sender = pc.addTrack(track)
@@ -152,9 +162,9 @@ class LiveService:
             transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
             transceiver.setCodecPreferences(h264_preferences())
             if source is None and self.settings.audio and offers_audio(offer_sdp):
-                known = camera_audio(self.services.media, channel_id)
+                known = camera_audio(self.services.media, channel)
                 name = f"viewer-audio:{session_id[:8]}"
-                session.audio = add_audio(pc, self.relays, channel_id, name, known)
+                session.audio = add_audio(pc, self.relays, channel, name, known)
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             answer = await pc.createAnswer()
             with ice.host_addresses(self.settings.ice_addresses):
@@ -170,14 +180,14 @@ class LiveService:
                 await self.hangup(session_id)
 
         session.answer_sdp = pc.localDescription.sdp
-        log.info("live session", session_id=session_id, channel_id=channel_id, user=user)
+        log.info("live session", session_id=session_id, channel=str(channel), user=user)
         return session
 
-    def _check_codec(self, channel_id: str) -> None:
+    def _check_codec(self, channel: ChannelRef) -> None:
         """Refuse early when the hub already knows the camera sends H.265 (no browser plays it
         over WebRTC, and we do not transcode)."""
         stats = getattr(self.services.media, "stats", None)
-        info = stats(channel_id) if callable(stats) else None
+        info = stats(channel) if callable(stats) else None
         if isinstance(info, dict) and info.get("codec") == Codec.h265:
             raise LiveError(415, "this camera sends H.265, which browsers cannot play over WebRTC")
 
@@ -193,17 +203,17 @@ class LiveService:
         log.info("live session closed", session_id=session_id, units=session.track.units)
         return True
 
-    def _request_keyframe(self, channel_id: str) -> None:
+    def _request_keyframe(self, channel: ChannelRef) -> None:
         now = time.monotonic()
-        if now - self._last_keyframe_request.get(channel_id, 0.0) < KEYFRAME_REQUEST_MIN_INTERVAL_S:
+        if now - self._last_keyframe_request.get(channel, 0.0) < KEYFRAME_REQUEST_MIN_INTERVAL_S:
             return
-        self._last_keyframe_request[channel_id] = now
+        self._last_keyframe_request[channel] = now
         request = getattr(self.services.media, "request_keyframe", None)
         if callable(request):
             try:
-                request(channel_id)
+                request(channel)
             except Exception as exc:  # noqa: BLE001 - a keyframe wish must never break a peer
-                log.warning("keyframe request failed", channel_id=channel_id, error=repr(exc))
+                log.warning("keyframe request failed", channel=str(channel), error=repr(exc))
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -1,15 +1,16 @@
-"""The stream hub: one pulled stream per channel, fanned out to many subscriptions.
+"""The stream hub: one pulled stream per camera, fanned out to many subscriptions.
 
-Demand drives the pull: the first subscription of a channel allocates a port
-and SSRC, asks the SIP server to INVITE the device (``services.sip.play``) and
-receives; the last one leaving sends BYE after ``media.idle_close_s``.  A lost
-stream (no packets for ``media.stream_timeout_s``, device BYE, TCP cut) gives
-every consumer a :class:`Gap`, publishes ``stream.lost`` and is re-INVITEd with
-exponential backoff while anyone still subscribes; when its device (re)connects
-(the SIP server's connect listeners) the wait is cut short and the re-INVITE goes
-at once to the device's new contact.  The receive path never
-waits on a consumer: :meth:`Subscription.offer` drops a slow one to the next
-keyframe.
+A camera is a :class:`ChannelRef` (its device and channel IDs), never the channel ID
+alone: the INVITE goes to that device, so another device listing the same channel code
+can never be pulled in its place.  Demand drives the pull: the first subscription of a
+camera allocates a port and SSRC, asks the SIP server to INVITE the device
+(``services.sip.play``) and receives; the last one leaving sends BYE after
+``media.idle_close_s``.  A lost stream (no packets for ``media.stream_timeout_s``, device
+BYE, TCP cut) gives every consumer a :class:`Gap`, publishes ``stream.lost`` and is
+re-INVITEd with exponential backoff while anyone still subscribes; when its device
+(re)connects (the SIP server's connect listeners) the wait is cut short and the
+re-INVITE goes at once to the device's new contact.  The receive path never waits on a
+consumer: :meth:`Subscription.offer` drops a slow one to the next keyframe.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from sip.channel_ref import ChannelRef
 from sip.media_api import (
     MediaOffer,
     MediaTransport,
@@ -39,6 +41,7 @@ from .frames import AccessUnit, Gap, Subscription
 from .ports import PoolExhausted, PortPool, SsrcAllocator, ssrc_value
 from .ps import PsDemuxer
 from .receiver import RtpIngest, TcpActiveReceiver, TcpPassiveReceiver, UdpReceiver
+from .source import SourceGate
 from .stream import Stream, StreamKey
 
 log = get_logger("vms.media.hub")
@@ -61,9 +64,9 @@ class StreamHub:
         self.settings = services.settings.media
         self.ports = PortPool(self.settings.rtp_port_min, self.settings.rtp_port_max)
         self.ssrcs = SsrcAllocator(services.settings.sip.domain)
-        self._live: dict[str, Stream] = {}
+        self._live: dict[ChannelRef, Stream] = {}
         self._playback: dict[StreamKey, Stream] = {}
-        self._held: dict[str, Subscription] = {}  # pulls started through the API
+        self._held: dict[ChannelRef, Subscription] = {}  # pulls started through the API
         self._serial = itertools.count(1)
         self._sip_listening: Any = None
         self._background: set[asyncio.Task[None]] = set()  # BYEs of closed streams, IFameCmds
@@ -96,20 +99,21 @@ class StreamHub:
     # --- public API --------------------------------------------------------
 
     def subscribe(
-        self, channel_id: str, name: str, maxlen: int = 256, *, audio: bool = False
+        self, channel: ChannelRef, name: str, maxlen: int = 256, *, audio: bool = False
     ) -> Subscription:
-        """Register demand for a channel's live stream; starts the pull if needed.
+        """Register demand for a camera's live stream; starts the pull if needed.
 
         ``audio=True``: the camera's audio units come too (``media.keep_audio``)."""
-        stream = self._live.get(channel_id)
+        _check_ref(channel)
+        stream = self._live.get(channel)
         if stream is None:
-            stream = self._live[channel_id] = Stream(StreamKey(channel_id))
+            stream = self._live[channel] = Stream(StreamKey(channel))
             self._start_pull(stream)
         return self._attach(stream, name, maxlen, audio)
 
     def open_playback(
         self,
-        channel_id: str,
+        channel: ChannelRef,
         start: datetime,
         end: datetime,
         name: str = "playback",
@@ -125,12 +129,13 @@ class StreamHub:
         The subscription ends (iteration stops) when the device finishes the range;
         :meth:`playback_stream` tells how it ended.
         """
+        _check_ref(channel)
         mode = PlayMode.parse(mode)
         if mode is PlayMode.live:
             raise ValueError("open_playback replays history: use subscribe() for live")
         if end <= start:
             raise ValueError("playback end must be after start")
-        key = StreamKey(channel_id, mode, start, end, next(self._serial))
+        key = StreamKey(channel, mode, start, end, next(self._serial))
         stream = self._playback[key] = Stream(key, download_speed=max(1, download_speed))
         self._start_pull(stream)
         return key, self._attach(stream, name, maxlen, audio)
@@ -154,34 +159,34 @@ class StreamHub:
             raise LookupError("the playback is not running")
         await stream.control(self.services.sip, scale=scale, seek_s=seek_s, pause=pause)
 
-    def publish(self, item: AccessUnit | Gap) -> None:
-        """Fan a unit out to the channel's live subscriptions (receive path and tests)."""
-        stream = self._live.get(item.channel_id)
+    def publish(self, channel: ChannelRef, item: AccessUnit | Gap) -> None:
+        """Fan a unit out to the camera's live subscriptions (nodes without SIP, and tests)."""
+        stream = self._live.get(channel)
         if stream is not None:
             stream.deliver(item)
 
-    def channels(self) -> list[str]:
+    def channels(self) -> list[ChannelRef]:
         return sorted(self._live)
 
-    def stats(self, channel_id: str) -> dict[str, Any] | None:
-        stream = self._live.get(channel_id)
+    def stats(self, channel: ChannelRef) -> dict[str, Any] | None:
+        stream = self._live.get(channel)
         return None if stream is None else stream.describe(self.settings.transport)
 
     def playback_stats(self, key: StreamKey) -> dict[str, Any] | None:
         stream = self._playback.get(key)
         return None if stream is None else stream.describe(self.settings.transport)
 
-    def request_keyframe(self, channel_id: str) -> bool:
+    def request_keyframe(self, channel: ChannelRef) -> bool:
         """Ask the device for an IDR now (DeviceControl ``IFameCmd``), e.g. for a new viewer.
 
         Best effort and non-blocking; False when there is no live pull to ask for.
         """
-        stream = self._live.get(channel_id)
+        stream = self._live.get(channel)
         control = getattr(self.services.sip, "device_control", None)
-        if stream is None or stream.device_id is None or not callable(control):
+        if stream is None or not callable(control):
             return False
         task = asyncio.get_running_loop().create_task(
-            self._iframe(control, stream.device_id, channel_id), name="media-iframe"
+            self._iframe(control, channel.device_id, channel.channel_id), name="media-iframe"
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -194,15 +199,15 @@ class StreamHub:
         except Exception as exc:  # noqa: BLE001 - a refused request only costs a GOP
             log.info("keyframe request failed", channel=channel_id, error=repr(exc))
 
-    def hold(self, channel_id: str) -> bool:
+    def hold(self, channel: ChannelRef) -> bool:
         """Keep a live pull running without a consumer (API "start"); False if already held."""
-        if channel_id in self._held:
+        if channel in self._held:
             return False
-        self._held[channel_id] = self.subscribe(channel_id, "api-hold", maxlen=1)
+        self._held[channel] = self.subscribe(channel, "api-hold", maxlen=1)
         return True
 
-    def release(self, channel_id: str) -> bool:
-        sub = self._held.pop(channel_id, None)
+    def release(self, channel: ChannelRef) -> bool:
+        sub = self._held.pop(channel, None)
         if sub is None:
             return False
         sub.close()
@@ -244,8 +249,8 @@ class StreamHub:
         if stream.idle_timer is not None:
             stream.idle_timer.cancel()
         if stream.key.mode is PlayMode.live:
-            if self._live.get(stream.key.channel_id) is stream:
-                del self._live[stream.key.channel_id]
+            if self._live.get(stream.key.channel) is stream:
+                del self._live[stream.key.channel]
         else:
             self._playback.pop(stream.key, None)
         for sub in list(stream.subs):
@@ -272,7 +277,7 @@ class StreamHub:
             stream.state = "no-sip"  # units arrive through publish() only
             return
         stream.task = asyncio.get_running_loop().create_task(
-            self._run(stream), name=f"media-pull-{stream.key.channel_id}"
+            self._run(stream), name=f"media-pull-{stream.key.channel}"
         )
 
     def _session_ended(self, session: PlaySession, reason: str) -> None:
@@ -286,8 +291,8 @@ class StreamHub:
         """Live pulls of a device that is back re-INVITE now, not after their backoff."""
         woken = 0
         for stream in self._live.values():
-            if stream.device_id in (device_id, None) and not stream.closing:
-                stream.wake.set()  # None: its channel was not found yet; the catalog may have it
+            if stream.device_id == device_id and not stream.closing:
+                stream.wake.set()
                 woken += 1
         if woken:
             log.info("device connected: pulls wake", device_id=device_id, reason=reason, n=woken)
@@ -305,7 +310,7 @@ class StreamHub:
             except (PlayError, PoolExhausted, LookupError, OSError, TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # a bad answer or a bug must not end the pull loop
-                log.exception("stream pull failed", channel=stream.key.channel_id)
+                log.exception("stream pull failed", channel=str(stream.key.channel))
                 reason = f"{type(exc).__name__}: {exc}"
             stream.last_error = reason
             if stream.closing:
@@ -316,11 +321,13 @@ class StreamHub:
                 break
             if got_data:
                 backoff = self.retry_min_s
-            log.info("stream retry", channel=stream.key.channel_id, in_s=backoff, reason=reason)
+            log.info("stream retry", channel=str(stream.key.channel), in_s=backoff, reason=reason)
             stream.retry_delays.append(backoff)
             if await stream.wait_retry(backoff):
                 backoff = self.retry_min_s  # the device is back: a fresh start
-                log.info("stream re-invite after device connection", channel=stream.key.channel_id)
+                log.info(
+                    "stream re-invite after device connection", channel=str(stream.key.channel)
+                )
             else:
                 backoff = min(backoff * 2, self.retry_max_s)
 
@@ -334,35 +341,52 @@ class StreamHub:
             stream.deliver(Gap(stream.key.channel_id, "stream-lost", time.time()))
         kind = "stream.lost" if invited or got_data else "stream.failed"
         kind = "stream.ended" if finished else kind
+        key = stream.key
         self.services.events.publish(
-            kind, channel_id=stream.key.channel_id, mode=stream.key.mode.value, reason=reason
+            kind,
+            device_id=key.device_id,
+            channel_id=key.channel_id,
+            mode=key.mode.value,
+            reason=reason,
         )
-        (log.info if finished else log.warning)(kind, channel=stream.key.channel_id, reason=reason)
+        (log.info if finished else log.warning)(kind, channel=str(key.channel), reason=reason)
 
-    async def _device_of(self, channel_id: str) -> str:
-        def query(s: Any) -> str | None:
+    async def _check_known(self, channel: ChannelRef) -> None:
+        """The device must list the channel: nothing is INVITEd for a code it never gave us."""
+
+        def query(s: Any) -> int | None:
             stmt = (
-                select(Device.device_id)
-                .join(Channel, Channel.device_pk == Device.id)
-                .where(Channel.channel_id == channel_id)
-                .limit(1)
+                select(Channel.id)
+                .join(Device, Channel.device_pk == Device.id)
+                .where(
+                    Device.device_id == channel.device_id, Channel.channel_id == channel.channel_id
+                )
             )
             return s.scalar(stmt)
 
-        device_id = await self.services.db.run(query)
-        if device_id is None:
-            raise LookupError(f"channel {channel_id} is not in the database")
-        return device_id
+        if await self.services.db.run(query) is None:
+            raise LookupError(f"channel {channel} is not in the database")
 
-    async def _bind(self, ingest: RtpIngest, transport: MediaTransport) -> tuple[int, Any]:
+    async def _device_hosts(self, device_id: str) -> list[str]:
+        """Where the device signals from (its last registration): RTP may come from there."""
+
+        def query(s: Any) -> str | None:
+            return s.scalar(select(Device.remote_host).where(Device.device_id == device_id))
+
+        host = await self.services.db.run(query)
+        return [host] if host else []
+
+    async def _bind(
+        self, ingest: RtpIngest, transport: MediaTransport, gate: SourceGate
+    ) -> tuple[int, Any]:
         host = self.settings.bind_host
         for _ in range(BIND_ATTEMPTS):
             port = self.ports.allocate()
             try:
                 if transport is MediaTransport.udp:
-                    return port, await UdpReceiver.open(ingest, host, port)
+                    return port, await UdpReceiver.open(ingest, host, port, gate)
                 if transport is MediaTransport.tcp_passive:
-                    return port, await TcpPassiveReceiver.open(ingest, host, port)
+                    return port, await TcpPassiveReceiver.open(ingest, host, port, gate)
                 return port, None  # tcp-active: we connect after the answer
             except OSError:
                 self.ports.release(port)  # taken by another process: try the next one
@@ -375,7 +399,7 @@ class StreamHub:
         stream.ended.clear()
         stream.end_reason = ""
         stream.ended_by_device = False
-        stream.device_id = await self._device_of(key.channel_id)
+        await self._check_known(key.channel)
         transport = MediaTransport(self.settings.transport)
         ssrc = self.ssrcs.allocate(history=key.mode is not PlayMode.live)
         demuxer = PsDemuxer(key.channel_id, keep_audio=self.settings.keep_audio)
@@ -391,7 +415,10 @@ class StreamHub:
         session: PlaySession | None = None
         packets_before = stream.stats.packets
         try:
-            port, receiver = await self._bind(ingest, transport)
+            gate = SourceGate.waiting(
+                self.settings.rtp_source, await self._device_hosts(stream.device_id)
+            )
+            port, receiver = await self._bind(ingest, transport, gate)
             stream.port, stream.ssrc, stream.ingest, stream.demuxer = port, ssrc, ingest, demuxer
             offer = MediaOffer(self.settings.sdp_ip, port, ssrc, transport)
             request = PlayRequest(
@@ -406,14 +433,20 @@ class StreamHub:
             answer = session.answer
             if answer.ssrc and answer.ssrc != ssrc:
                 ingest.rekey(ssrc_value(answer.ssrc))
-                log.info("device re-keyed ssrc", channel=key.channel_id, ssrc=answer.ssrc)
+                log.info("device re-keyed ssrc", channel=str(key.channel), ssrc=answer.ssrc)
             if answer.payload_types:
                 ingest.set_payload_types(answer.payload_types)
+            if receiver is not None:
+                receiver.answered(answer.ip)  # held packets/connections are decided now
             if transport is MediaTransport.tcp_active:
                 receiver = await TcpActiveReceiver.connect(ingest, answer.ip, answer.port)
             stream.state = "receiving"
             self.services.events.publish(
-                "stream.started", channel_id=key.channel_id, mode=key.mode.value, port=port
+                "stream.started",
+                device_id=key.device_id,
+                channel_id=key.channel_id,
+                mode=key.mode.value,
+                port=port,
             )
             await self._watch(stream, ingest, receiver)
         finally:
@@ -438,7 +471,7 @@ class StreamHub:
                 try:
                     await asyncio.wait_for(sip.stop(session), 5)
                 except Exception as exc:  # noqa: BLE001 - BYE is best effort; the port is freed
-                    log.warning("bye failed", channel=key.channel_id, error=repr(exc))
+                    log.warning("bye failed", channel=str(key.channel), error=repr(exc))
         return stream.stats.packets > packets_before
 
     async def _watch(self, stream: Stream, ingest: RtpIngest, receiver: Any) -> None:
@@ -483,6 +516,12 @@ class StreamHub:
                 ):
                     stream.end_reason = "tcp connection closed"
                     stream.ended.set()
+
+
+def _check_ref(channel: object) -> None:
+    """A camera is a ChannelRef: a bare channel id would be ambiguous across devices."""
+    if not isinstance(channel, ChannelRef):
+        raise TypeError(f"a camera is a ChannelRef (device, channel), not {channel!r}")
 
 
 def create_hub(services: Services) -> StreamHub:

@@ -3,11 +3,15 @@
 One port per stream (more robust than one shared port, WVP/ZLM advice) from
 ``media.rtp_port_min..rtp_port_max``, handed out round-robin so a port just
 freed is not reused at once (a device may still be sending to it).  SSRCs
-follow GB28181 (WVP ``SSRCFactory``): 10 decimal digits, the first ``0`` live
-or ``1`` history, digits 2–6 = digits 4–8 of the SIP domain, 7–10 a sequence.
+keep GB28181's form (WVP ``SSRCFactory``): 10 decimal digits, the first ``0``
+live or ``1`` history, digits 2–6 = digits 4–8 of the SIP domain; digits 7–10
+are drawn at random (never one in use), so a sender cannot guess the SSRC of
+the next session from the last one.
 """
 
 from __future__ import annotations
+
+import secrets
 
 
 class PoolExhausted(RuntimeError):
@@ -40,7 +44,8 @@ class PortPool:
         return len(self._used)
 
 
-SSRC_SEQUENCE_MAX = 9999
+SSRC_SEQUENCE_MAX = 9999  # the last four digits: 0001..9999
+RANDOM_TRIES = 32  # random draws before picking among the free ones (a nearly full set)
 
 
 class SsrcAllocator:
@@ -49,18 +54,27 @@ class SsrcAllocator:
             raise ValueError(f"SIP domain must be 10 digits, got {domain!r}")
         self.prefix = domain[3:8]
         self._used: set[str] = set()
-        self._next = 1
+        self.collisions = 0  # draws that hit an SSRC in use (and were drawn again)
 
     def allocate(self, history: bool = False) -> str:
+        """A random SSRC of the GB28181 form that no open session uses."""
         head = ("1" if history else "0") + self.prefix
-        for _ in range(SSRC_SEQUENCE_MAX):
-            seq = self._next
-            self._next = 1 if seq >= SSRC_SEQUENCE_MAX else seq + 1
-            ssrc = f"{head}{seq:04d}"
+        for _ in range(RANDOM_TRIES):
+            ssrc = f"{head}{1 + secrets.randbelow(SSRC_SEQUENCE_MAX):04d}"
             if ssrc not in self._used:
                 self._used.add(ssrc)
                 return ssrc
-        raise PoolExhausted("all 9999 SSRC sequence numbers are in use")
+            self.collisions += 1
+        free = [
+            ssrc
+            for ssrc in (f"{head}{n:04d}" for n in range(1, SSRC_SEQUENCE_MAX + 1))
+            if ssrc not in self._used
+        ]
+        if not free:
+            raise PoolExhausted(f"all {SSRC_SEQUENCE_MAX} SSRCs {head}xxxx are in use")
+        ssrc = secrets.choice(free)
+        self._used.add(ssrc)
+        return ssrc
 
     def release(self, ssrc: str) -> None:
         self._used.discard(ssrc)

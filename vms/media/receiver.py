@@ -1,10 +1,11 @@
 """RTP receive for one pulled stream: UDP, TCP passive (we listen), TCP active (we connect).
 
-Transports are thin; :class:`RtpIngest` does the per-packet work (SSRC filter,
-reorder or continuity check, PS demux or raw H.264/H.265 depacketizing by payload
-type) and hands units to a sink.  Foreign
-SSRCs are dropped ("ssrc mismatched"); the device's own SSRC from its SDP
-answer is accepted by :meth:`RtpIngest.rekey`.
+Transports are thin: :class:`~vms.media.ingest.RtpIngest` does the per-packet work.
+What they add is the source check (:mod:`vms.media.source`): a stream takes RTP
+from one source — UDP datagrams from the (host, port) of its first valid packet,
+TCP from one connection at a time — and drops the rest, counted.  Packets and
+connections that come before the SDP answer are held (bounded) and decided when
+:meth:`answered` tells the device's ``c=`` address.
 """
 
 from __future__ import annotations
@@ -12,208 +13,48 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 
-from rtp.packet import split as split_rtp
 from vms.logging import get_logger
 
-from . import payload as pt_map
-from .frames import AccessUnit, AudioUnit, Codec, Gap
-from .ps import PsDemuxer
-from .reorder import SEQ_MOD, ReorderBuffer, SequenceStats
-from .rtp_h26x import H26xDepacketizer
-from .stats import StreamStats
+from .ingest import RtpIngest, Sink
+from .source import SourceGate, log_dropped
 from .tcp_framing import TcpDeframer
+
+__all__ = [
+    "RtpIngest",
+    "Sink",
+    "TcpActiveReceiver",
+    "TcpPassiveReceiver",
+    "UdpReceiver",
+]
 
 log = get_logger("vms.media.receiver")
 
 UDP_RECV_BUFFER = 4 * 1024 * 1024  # ZLM udp_recv_socket_buffer
-Sink = Callable[[AccessUnit | Gap | AudioUnit], None]
-Parser = PsDemuxer | H26xDepacketizer
-_DROP = object()  # route of a payload type we recognise but cannot parse (MPEG-TS)
-SNIFF_BUFFER = 64  # packets of an unknown payload type held while sniffing
-
-
-class RtpIngest:
-    """SSRC check → sequence order → PS demux or H.264/H.265 depacketizer → sink."""
-
-    def __init__(
-        self,
-        demuxer: PsDemuxer,
-        sink: Sink,
-        ssrc: int | None,
-        stats: StreamStats,
-        reorder: bool = True,
-        payload_types: dict[int, str] | None = None,
-    ) -> None:
-        self.demuxer = demuxer
-        self.depacketizers: dict[Codec, H26xDepacketizer] = {}
-        self._active: Parser = demuxer
-        self.set_payload_types(payload_types or {})
-        self.sink = sink
-        self.ssrcs: set[int] = set() if ssrc is None else {ssrc}
-        self.stats = stats
-        self.reorder: ReorderBuffer[tuple[bytes, bool, int, int]] | None = (
-            ReorderBuffer() if reorder else None
-        )
-        self.sequence = self.reorder.stats if self.reorder else SequenceStats()
-        self._next_seq: int | None = None
-
-    def rekey(self, ssrc: int) -> None:
-        """Accept the SSRC the device announced in its answer (it may differ from ours)."""
-        self.ssrcs.add(ssrc)
-
-    def set_payload_types(self, answered: dict[int, str]) -> None:
-        """Route payload types as the device's SDP answer maps them (over the defaults)."""
-        self.payload_types = pt_map.payload_type_map(answered)
-        ps = [pt for pt, enc in self.payload_types.items() if enc == pt_map.PS]
-        self._ps_pt = ps[0] if ps else -1  # the hot path: one compare per packet
-        self._routes: dict[int, object] = {}
-        self._sniffing: dict[int, list[tuple[bytes, bool, int, int]]] = {}
-
-    @property
-    def resolution(self) -> tuple[int, int] | None:
-        return self._active.resolution
-
-    def on_packet(self, data: bytes, now: float) -> None:
-        """One RTP packet (a datagram, or a deframed TCP packet)."""
-        parts = split_rtp(data)
-        if parts is None:
-            self.stats.bad_packets += 1
-            return
-        pt, marker, seq, ts, ssrc, payload = parts
-        if self.ssrcs and ssrc not in self.ssrcs:
-            self.stats.foreign_ssrc += 1
-            return
-        self.stats.on_packet(len(data), now)
-        if self.reorder is not None:
-            for lost, (p, m, t, k) in self.reorder.push(seq, (payload, marker, ts, pt), now):
-                self._demux(p, m, t, k, lost)
-        else:
-            lost = 0
-            if self._next_seq is not None:
-                lost = (seq - self._next_seq) % SEQ_MOD
-                if lost >= SEQ_MOD // 2:
-                    lost = 1  # went backwards: sender restart over TCP
-                self.sequence.lost += lost
-            self.sequence.received += 1
-            self._next_seq = (seq + 1) % SEQ_MOD
-            self._demux(payload, marker, ts, pt, lost)
-
-    def _demux(self, payload: bytes, marker: bool, ts: int, pt: int, lost: int) -> None:
-        if pt != self._ps_pt:
-            self._route(payload, marker, ts, pt, lost)
-            return
-        self._feed_ps(payload, marker, lost)
-
-    def _feed_ps(self, payload: bytes, marker: bool, lost: int) -> None:
-        """The PS demuxer's packet step: loss first, then the bytes, then the frame end."""
-        sink = self.sink
-        if lost:
-            for item in self.demuxer.mark_loss():
-                sink(item)
-        for item in self.demuxer.feed(payload):
-            sink(item)
-        if marker:
-            for item in self.demuxer.end_of_frame():
-                sink(item)
-
-    def _route(self, payload: bytes, marker: bool, ts: int, pt: int, lost: int) -> None:
-        """Any payload type but the first PS one: its parser, found once per type."""
-        if pt not in self.payload_types:
-            self.stats.unknown_pt += 1
-        parser = self._routes.get(pt)
-        if parser is None:
-            self._choose(pt, payload, marker, ts, lost)
-        else:
-            self._feed(parser, payload, marker, ts, lost)
-
-    def _feed(self, parser: object, payload: bytes, marker: bool, ts: int, lost: int) -> None:
-        sink = self.sink
-        if parser is self.demuxer:
-            self._active = self.demuxer
-            self._feed_ps(payload, marker, lost)
-        elif isinstance(parser, H26xDepacketizer):
-            self._active = parser
-            if lost:
-                for item in parser.mark_loss():
-                    sink(item)
-            for item in parser.feed(payload, ts, marker):
-                sink(item)
-
-    def _choose(self, pt: int, payload: bytes, marker: bool, ts: int, lost: int) -> None:
-        """Pick the parser for ``pt`` from the answer's map, else by sniffing its first packets.
-
-        Packets of an unknown type are held (bounded) until their bytes decide: a PS
-        pack header (or MPEG-TS, dropped: unsupported) at once, H.264 after
-        ``SNIFF_PACKETS`` plausible NAL headers in a row.
-        """
-        enc = self.payload_types.get(pt)
-        held = [(payload, marker, ts, lost)]
-        if enc is None:
-            held = self._sniffing.setdefault(pt, [])
-            held.append((payload, marker, ts, lost))
-            kinds = [pt_map.sniff(p) for p, *_ in held]
-            if pt_map.PS in kinds or pt_map.TS in kinds:
-                enc = pt_map.PS if pt_map.PS in kinds else pt_map.TS
-            elif len(held) >= pt_map.SNIFF_PACKETS and all(
-                k == pt_map.H264 for k in kinds[-pt_map.SNIFF_PACKETS :]
-            ):
-                enc = pt_map.H264
-            else:
-                if len(held) > SNIFF_BUFFER:
-                    del held[0]
-                return
-            del self._sniffing[pt]
-            log.info("unknown payload type sniffed", pt=pt, encoding=enc)
-        parser: object
-        if enc == pt_map.PS:
-            parser = self.demuxer
-        elif enc in (pt_map.H264, pt_map.H265):
-            codec = Codec.h264 if enc == pt_map.H264 else Codec.h265
-            if codec not in self.depacketizers:
-                self.depacketizers[codec] = H26xDepacketizer(
-                    self.demuxer.channel_id, codec, self.demuxer.clock
-                )
-            parser = self.depacketizers[codec]
-        else:
-            log.warning("payload type not supported: dropped", pt=pt, encoding=enc)
-            parser = _DROP
-        self._routes[pt] = parser
-        for p, m, t, k in held:
-            self._feed(parser, p, m, t, k)
-
-    def tick(self, now: float) -> None:
-        """Timer: give up reorder holes that waited too long."""
-        if self.reorder is not None:
-            for lost, (p, m, t, k) in self.reorder.flush(now):
-                self._demux(p, m, t, k, lost)
-
-    def _parsers(self) -> list[Parser]:
-        return [self.demuxer, *self.depacketizers.values()]
-
-    def connection_lost(self) -> None:
-        """A TCP connection ended: what follows is not contiguous with what came before."""
-        self._next_seq = None
-        for parser in self._parsers():
-            for item in parser.mark_loss("connection-lost"):
-                self.sink(item)
-
-    def flush(self) -> list[AccessUnit | Gap | AudioUnit]:
-        """End of stream: the last whole frame of every parser in use."""
-        out: list[AccessUnit | Gap | AudioUnit] = []
-        for parser in self._parsers():
-            out += parser.flush()
-        return out
+HOLD_PACKETS = 2048  # datagrams held from undecided sources until the SDP answer
+HOLD_BYTES = 4 * 1024 * 1024
+PENDING_TCP_MAX = 2  # connections waiting to be chosen; a further one evicts the oldest
+PENDING_TCP_TIMEOUT_S = 10.0  # a connection not chosen by then is closed
+PENDING_TCP_BYTES = 1024 * 1024  # held per waiting connection; beyond, its reading pauses
 
 
 class UdpReceiver(asyncio.DatagramProtocol):
-    def __init__(self, ingest: RtpIngest) -> None:
+    """Datagrams from the pinned source go to the ingest; any other source's are dropped."""
+
+    def __init__(self, ingest: RtpIngest, gate: SourceGate | None = None) -> None:
         self.ingest = ingest
+        self.gate = gate or SourceGate()
         self.transport: asyncio.DatagramTransport | None = None
+        self.source: tuple[str, int] | None = None  # pinned, exactly as the socket reports it
+        self._held: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self._held_bytes = 0
 
     @classmethod
-    async def open(cls, ingest: RtpIngest, host: str, port: int) -> UdpReceiver:
+    async def open(
+        cls, ingest: RtpIngest, host: str, port: int, gate: SourceGate | None = None
+    ) -> UdpReceiver:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECV_BUFFER)
@@ -223,41 +64,109 @@ class UdpReceiver(asyncio.DatagramProtocol):
             raise
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
-        _, proto = await loop.create_datagram_endpoint(lambda: cls(ingest), sock=sock)
+        _, proto = await loop.create_datagram_endpoint(lambda: cls(ingest, gate), sock=sock)
         return proto
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.ingest.on_packet(data, time.monotonic())
+        if addr == self.source:  # the hot path: one tuple compare
+            self.ingest.on_packet(data, time.monotonic())
+        else:
+            self._unpinned(data, addr)
+
+    def _unpinned(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.source is not None:
+            self._foreign(addr)
+            return
+        verdict = self.gate.allows(addr[0])
+        if verdict is None:
+            self._hold(data, addr)
+        elif not verdict:
+            self._foreign(addr)
+        elif self.ingest.accepts(data):
+            self.source = addr
+            self.gate.pin(addr)
+            self.ingest.on_packet(data, time.monotonic())
+
+    def _hold(self, data: bytes, addr: tuple[str, int]) -> None:
+        held = self._held
+        held.append((data, addr))
+        self._held_bytes += len(data)
+        while len(held) > HOLD_PACKETS or self._held_bytes > HOLD_BYTES:
+            old, _ = held.popleft()
+            self._held_bytes -= len(old)
+            self.ingest.stats.held_dropped += 1
+
+    def _foreign(self, addr: tuple[str, int]) -> None:
+        stats = self.ingest.stats
+        stats.foreign_source += 1
+        log_dropped(
+            "rtp from a foreign source dropped",
+            stats.foreign_source,
+            channel=self.ingest.demuxer.channel_id,
+            source=f"{addr[0]}:{addr[1]}",
+            pinned=f"{self.source[0]}:{self.source[1]}" if self.source else None,
+        )
+
+    def answered(self, sdp_host: str | None) -> None:
+        """The SDP answer came: decide the held datagrams, in their order of arrival."""
+        self.gate.answered(sdp_host)
+        held, self._held = self._held, deque()
+        self._held_bytes = 0
+        for data, addr in held:
+            self.datagram_received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp receive error", error=repr(exc))
 
     def close(self) -> None:
+        self._held.clear()
         if self.transport is not None:
             self.transport.close()
 
 
 class _TcpMediaProtocol(asyncio.Protocol):
-    """One TCP media connection: deframe, then ingest."""
+    """One TCP media connection: deframe, then ingest — once it is the stream's connection."""
 
-    def __init__(self, ingest: RtpIngest, on_lost: Callable[[_TcpMediaProtocol], None]) -> None:
+    def __init__(
+        self,
+        ingest: RtpIngest,
+        on_lost: Callable[[_TcpMediaProtocol], None],
+        owner: TcpPassiveReceiver | None = None,
+    ) -> None:
         self.ingest = ingest
         self.deframer = TcpDeframer(ingest.ssrcs)
         self.on_lost = on_lost
+        self.owner = owner
+        self.chosen = owner is None  # an accepted connection waits to be chosen
+        self.held = bytearray()  # bytes of a waiting connection, before the answer
+        self.peer: tuple[str, int] = ("", 0)
+        self.expiry: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        if self.owner is not None:
+            self.owner._arrived(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.chosen:
+            self.feed(self.deframer.feed(data))
+        elif self.owner is not None:
+            self.owner._waiting_data(self, data)
+
+    def feed(self, packets: list[bytes]) -> None:
         now = time.monotonic()
-        for packet in self.deframer.feed(data):
+        for packet in packets:
             self.ingest.on_packet(packet, now)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
         self.on_lost(self)
 
     def close(self) -> None:
@@ -268,42 +177,125 @@ class _TcpMediaProtocol(asyncio.Protocol):
 class TcpPassiveReceiver:
     """We listen on the offered port; the device connects (SDP ``a=setup:passive``).
 
-    A new connection replaces the current one, so a device that reconnects after a
-    cut is taken back at once.
+    One connection at a time: the first one from an allowed host whose bytes
+    frame valid RTP of the stream is chosen, its host pinned; others are closed
+    (counted) while it lives.  After a cut, a reconnection from the same host is
+    taken back at once.
     """
 
-    def __init__(self, ingest: RtpIngest) -> None:
+    def __init__(self, ingest: RtpIngest, gate: SourceGate | None = None) -> None:
         self.ingest = ingest
+        self.gate = gate or SourceGate()
         self.server: asyncio.Server | None = None
         self.connection: _TcpMediaProtocol | None = None
-        self.connections = 0
+        self.waiting: list[_TcpMediaProtocol] = []
+        self.connections = 0  # connections chosen so far
 
     @classmethod
-    async def open(cls, ingest: RtpIngest, host: str, port: int) -> TcpPassiveReceiver:
-        self = cls(ingest)
+    async def open(
+        cls, ingest: RtpIngest, host: str, port: int, gate: SourceGate | None = None
+    ) -> TcpPassiveReceiver:
+        self = cls(ingest, gate)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self._accept, host, port, reuse_address=True)
         return self
 
     def _accept(self) -> _TcpMediaProtocol:
+        return _TcpMediaProtocol(self.ingest, self._lost, self)
+
+    def _arrived(self, proto: _TcpMediaProtocol) -> None:
         if self.connection is not None:
-            old, self.connection = self.connection, None
-            old.close()
-        self.connections += 1
-        proto = _TcpMediaProtocol(self.ingest, self._lost)
+            self._refuse(proto, "the stream has its connection")
+            return
+        if self.gate.allows(proto.peer[0]) is False:
+            self._refuse(proto, "not from the device's host")
+            return
+        if len(self.waiting) >= PENDING_TCP_MAX:
+            self._refuse(self.waiting.pop(0), "too many connections waiting")
+        self.waiting.append(proto)
+        proto.expiry = asyncio.get_running_loop().call_later(
+            PENDING_TCP_TIMEOUT_S, self._expire, proto
+        )
+
+    def _waiting_data(self, proto: _TcpMediaProtocol, data: bytes) -> None:
+        proto.held += data
+        if self.gate.final:
+            self._try(proto)
+        elif len(proto.held) > PENDING_TCP_BYTES and proto.transport is not None:
+            proto.transport.pause_reading()  # TCP flow control holds the rest
+
+    def _try(self, proto: _TcpMediaProtocol) -> None:
+        """Choose ``proto`` if it may feed the stream and its bytes frame valid RTP."""
+        if self.gate.allows(proto.peer[0]) is not True:
+            self._refuse(proto, "not from the device's host")
+            return
+        if not proto.held:
+            return
+        packets = proto.deframer.feed(bytes(proto.held))
+        proto.held.clear()
+        if packets:
+            self._choose(proto, packets)
+
+    def _choose(self, proto: _TcpMediaProtocol, packets: list[bytes]) -> None:
+        self._unwait(proto)
+        for other in self.waiting:
+            self._refuse(other, "another connection was chosen", unwait=False)
+        self.waiting.clear()
         self.connection = proto
-        return proto
+        proto.chosen = True
+        self.connections += 1
+        self.gate.pin(proto.peer)
+        proto.feed(packets)
+
+    def answered(self, sdp_host: str | None) -> None:
+        """The SDP answer came: decide the connections that wait, in their order."""
+        self.gate.answered(sdp_host)
+        for proto in list(self.waiting):
+            if self.connection is not None:
+                break
+            if proto.transport is not None:
+                proto.transport.resume_reading()
+            self._try(proto)
+
+    def _expire(self, proto: _TcpMediaProtocol) -> None:
+        if proto in self.waiting:
+            self._refuse(proto, "no valid RTP in time")
+
+    def _refuse(self, proto: _TcpMediaProtocol, why: str, unwait: bool = True) -> None:
+        if unwait:
+            self._unwait(proto)
+        stats = self.ingest.stats
+        stats.refused_connections += 1
+        log_dropped(
+            "rtp connection refused",
+            stats.refused_connections,
+            channel=self.ingest.demuxer.channel_id,
+            source=f"{proto.peer[0]}:{proto.peer[1]}",
+            reason=why,
+        )
+        if proto.transport is not None:
+            proto.transport.abort()  # no lingering: the descriptor is free at once
+
+    def _unwait(self, proto: _TcpMediaProtocol) -> None:
+        if proto in self.waiting:
+            self.waiting.remove(proto)
+        if proto.expiry is not None:
+            proto.expiry.cancel()
+            proto.expiry = None
 
     def _lost(self, proto: _TcpMediaProtocol) -> None:
         if self.connection is proto:
             self.connection = None
-        self.ingest.connection_lost()
+            self.ingest.connection_lost()
+        else:
+            self._unwait(proto)
 
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
-        if self.connection is not None:
-            self.connection.close()
+        for proto in [*self.waiting, *([self.connection] if self.connection else [])]:
+            proto.close()
+        self.waiting.clear()
 
 
 class TcpActiveReceiver:

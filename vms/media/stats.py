@@ -15,6 +15,9 @@ class StreamStats:
     packets: int = 0
     bytes: int = 0
     foreign_ssrc: int = 0  # packets dropped for an SSRC that is not ours
+    foreign_source: int = 0  # packets dropped: not from the stream's (pinned) source
+    refused_connections: int = 0  # TCP connections closed: not the stream's one
+    held_dropped: int = 0  # packets held until the SDP answer, dropped when too many
     bad_packets: int = 0  # not RTP at all
     unknown_pt: int = 0  # packets of a payload type the SDP answer did not map (sniffed)
     frames: int = 0
@@ -73,6 +76,9 @@ class StreamStats:
             "packets": self.packets,
             "bytes": self.bytes,
             "foreign_ssrc": self.foreign_ssrc,
+            "foreign_source": self.foreign_source,
+            "refused_connections": self.refused_connections,
+            "held_dropped": self.held_dropped,
             "bad_packets": self.bad_packets,
             "unknown_pt": self.unknown_pt,
             "frames": self.frames,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sip.channel_ref import ChannelRef
 from sip.media_api import PlayMode, PlaySession
 
 from .frames import AccessUnit, AudioUnit, Gap, Subscription
@@ -19,11 +20,19 @@ from .stats import StreamStats
 
 @dataclass(frozen=True)
 class StreamKey:
-    channel_id: str
+    channel: ChannelRef  # the camera: its device and channel, never the channel id alone
     mode: PlayMode = PlayMode.live
     start: datetime | None = None
     end: datetime | None = None
     serial: int = 0  # tells apart two playbacks of the same range
+
+    @property
+    def channel_id(self) -> str:
+        return self.channel.channel_id
+
+    @property
+    def device_id(self) -> str:
+        return self.channel.device_id
 
 
 @dataclass(eq=False)
@@ -32,7 +41,6 @@ class Stream:
     subs: list[Subscription] = field(default_factory=list)
     stats: StreamStats = field(default_factory=StreamStats)
     state: str = "idle"  # idle, inviting, receiving, lost, closed
-    device_id: str | None = None
     port: int | None = None
     ssrc: str | None = None
     session: PlaySession | None = None
@@ -56,6 +64,10 @@ class Stream:
     invited_at: float = 0.0  # time.monotonic() of the 200 OK
     download_speed: int = 1  # a=downloadspeed of a Download INVITE
     paused: bool = False  # MANSRTSP PAUSE sent: no RTP is expected, so no receive timeout
+
+    @property
+    def device_id(self) -> str:
+        return self.key.device_id
 
     async def wait_retry(self, delay: float) -> bool:
         """Wait ``delay`` before the next INVITE; True when ``wake`` (the device is back) cut

@@ -149,7 +149,7 @@ class DeviceDownload:
         got = Received()
         try:
             key, sub = self.hub.open_playback(
-                job.channel_id,
+                job.channel,
                 start,
                 job.end,
                 name=f"download-{job.id[:8]}",

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sip.channel_ref import ChannelRef
 from storage.db import Database
 from storage.download_models import ACTIVE_STATES, DownloadJob, DownloadSource, DownloadState
 
@@ -44,6 +45,7 @@ class JobSpec:
     """What a running job needs from its row, read once when it is claimed."""
 
     id: str
+    device_id: str
     channel_id: str
     source: DownloadSource
     start: datetime
@@ -53,10 +55,16 @@ class JobSpec:
     bytes_received: int
     gaps: int
 
+    @property
+    def channel(self) -> ChannelRef:
+        """The camera (InvalidGbId for a row without a valid device: the job fails, clearly)."""
+        return ChannelRef(self.device_id, self.channel_id)
+
     @classmethod
     def of(cls, row: DownloadJob) -> JobSpec:
         return cls(
             row.id,
+            row.device_id,
             row.channel_id,
             row.source,
             row.start,

@@ -189,7 +189,7 @@ class Downloads:
 
     async def _export(self, job: JobSpec) -> None:
         rows: list[RecordingSegment] = await self.services.db.run(
-            lambda s: rows_between(s, job.channel_id, job.start, job.end)
+            lambda s: rows_between(s, job.channel, job.start, job.end)
         )
         folder = self.root / job.id
         folder.mkdir(parents=True, exist_ok=True)
@@ -207,7 +207,9 @@ class Downloads:
     async def _store(
         self, job: JobSpec, out: Path, frames: int, duration: float, last: datetime, received: int
     ) -> None:
-        key = f"{OBJECT_PREFIX}/{job.channel_id}/{job.start:%Y%m%dT%H%M%S}-{job.id[:8]}.mp4"
+        camera = job.channel  # validated codes: the key is never built from unchecked text
+        name = f"{job.start:%Y%m%dT%H%M%S}-{job.id[:8]}.mp4"
+        key = f"{OBJECT_PREFIX}/{camera.device_id}/{camera.channel_id}/{name}"
         size = out.stat().st_size
         await asyncio.to_thread(self.services.objects.put_file, key, out, "video/mp4")
         kept = await self.rows.done(

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sip.channel_ref import ChannelRef
 from storage.db import Database
 from storage.models import RecordingSegment
 from storage.objects import ObjectStore
@@ -31,10 +33,12 @@ def to_dt(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def segment_key(channel_id: str, start: datetime, prefix: str = RECORDINGS_PREFIX) -> str:
-    """``recordings/<channel>/<yyyy>/<mm>/<dd>/<HHMMSS>-<ms>.ts``: sortable and stable."""
+def segment_key(channel: ChannelRef, start: datetime, prefix: str = RECORDINGS_PREFIX) -> str:
+    """``recordings/<device>/<channel>/<yyyy>/<mm>/<dd>/<HHMMSS>-<ms>.ts``: sortable, stable,
+    and made of validated 20-digit codes only."""
     t = start.astimezone(UTC)
-    return f"{prefix}/{channel_id}/{t:%Y/%m/%d}/{t:%H%M%S}-{t.microsecond // 1000:03d}.ts"
+    day = f"{t:%Y/%m/%d}/{t:%H%M%S}-{t.microsecond // 1000:03d}"
+    return f"{prefix}/{channel.device_id}/{channel.channel_id}/{day}.ts"
 
 
 def keyframe_index(scan: ts.TsScan) -> list[list[float]]:
@@ -73,10 +77,11 @@ def store_segment(
         return None
     start = to_dt(info.start)
     prefix = PLAYBACK_PREFIX if source != "recorder" else RECORDINGS_PREFIX
-    key = segment_key(info.channel_id, start, prefix)
+    key = segment_key(info.channel, start, prefix)
     objects.put(key, data[: scan.size], TS_CONTENT_TYPE)
     row = RecordingSegment(
-        channel_id=info.channel_id,
+        device_id=info.channel.device_id,
+        channel_id=info.channel.channel_id,
         start=start,
         end=to_dt(max(info.end, info.start)),
         object_key=key,
@@ -97,7 +102,8 @@ def store_gap(db: Database, gap: GapInfo, source: str = "recorder") -> None:
     with db.session() as s:
         s.add(
             RecordingSegment(
-                channel_id=gap.channel_id,
+                device_id=gap.channel.device_id,
+                channel_id=gap.channel.channel_id,
                 start=to_dt(gap.start),
                 end=to_dt(gap.end),
                 is_gap=True,
@@ -111,7 +117,7 @@ def store_gap(db: Database, gap: GapInfo, source: str = "recorder") -> None:
 SCHEDULE_REASON = "schedule"  # gap reason of time outside the channel's recording windows
 
 
-def open_schedule_gap(db: Database, channel_id: str, start: datetime, end: datetime) -> int:
+def open_schedule_gap(db: Database, channel: ChannelRef, start: datetime, end: datetime) -> int:
     """Mark ``[start, end)`` as "outside the schedule" (not an error); returns the row id.
 
     ``end`` is the next window's start; :func:`close_schedule_gap` trims it if recording
@@ -119,7 +125,8 @@ def open_schedule_gap(db: Database, channel_id: str, start: datetime, end: datet
     """
     with db.session() as s:
         row = RecordingSegment(
-            channel_id=channel_id,
+            device_id=channel.device_id,
+            channel_id=channel.channel_id,
             start=start,
             end=max(end, start),
             is_gap=True,
@@ -140,18 +147,26 @@ def close_schedule_gap(db: Database, row_id: int, end: datetime) -> None:
             row.end = max(end, row.start)
 
 
+def of_camera(channel: ChannelRef) -> tuple[Any, Any]:
+    """The WHERE terms of one camera's rows: its device and its channel, never one alone."""
+    return (
+        RecordingSegment.device_id == channel.device_id,
+        RecordingSegment.channel_id == channel.channel_id,
+    )
+
+
 def rows_between(
     session: Session,
-    channel_id: str,
+    channel: ChannelRef,
     start: datetime,
     end: datetime,
     source: str = "recorder",
 ) -> list[RecordingSegment]:
-    """Segments and gaps of a channel overlapping ``[start, end]``, oldest first."""
+    """Segments and gaps of a camera overlapping ``[start, end]``, oldest first."""
     stmt = (
         select(RecordingSegment)
         .where(
-            RecordingSegment.channel_id == channel_id,
+            *of_camera(channel),
             RecordingSegment.source == source,
             RecordingSegment.start < end,
             RecordingSegment.end > start,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
+from sip.channel_ref import ChannelRef
 from sip.media_api import PlayMode
 from storage.models import RecordingSegment
 from vms.logging import get_logger
@@ -39,8 +40,7 @@ class PlaybackUnavailable(Exception):
 @dataclass
 class PlaybackJob:
     id: str
-    channel_id: str
-    device_id: str
+    channel: ChannelRef
     start: datetime
     end: datetime
     state: str = "starting"  # starting, running, done, failed
@@ -50,9 +50,18 @@ class PlaybackJob:
     created: float = field(default_factory=time.time)
     task: asyncio.Task[None] | None = None
 
+    @property
+    def channel_id(self) -> str:
+        return self.channel.channel_id
+
+    @property
+    def device_id(self) -> str:
+        return self.channel.device_id
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "device_id": self.device_id,
             "channel_id": self.channel_id,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
@@ -64,13 +73,13 @@ class PlaybackJob:
 
 
 async def device_ranges(
-    services: Any, device_id: str, channel_id: str, start: datetime, end: datetime
+    services: Any, channel: ChannelRef, start: datetime, end: datetime
 ) -> tuple[list[tuple[datetime, datetime]], bool]:
-    """The ranges the NVR holds for a channel (MANSCDP RecordInfo), merged; and completeness."""
+    """The ranges the NVR holds for a camera (MANSCDP RecordInfo), merged; and completeness."""
     sip = services.sip
     if sip is None or not hasattr(sip, "record_info"):
         raise PlaybackUnavailable("no SIP server on this node")
-    result = await sip.record_info(device_id, channel_id, start, end)
+    result = await sip.record_info(channel.device_id, channel.channel_id, start, end)
     return list(result.ranges), bool(result.complete)
 
 
@@ -82,14 +91,14 @@ class DevicePlayback:
         self.jobs: dict[str, PlaybackJob] = {}
 
     def start(
-        self, channel_id: str, device_id: str, start: datetime, end: datetime, speed: int = 1
+        self, channel: ChannelRef, start: datetime, end: datetime, speed: int = 1
     ) -> PlaybackJob:
         """Copy ``[start, end]`` from the NVR: in real time (Playback), or at ``speed`` × with a
         Download INVITE; wall-clock times come from the PTS either way."""
         hub = self.recorder.services.media
         if hub is None or not hasattr(hub, "open_playback") or self.recorder.services.sip is None:
             raise PlaybackUnavailable("no media hub or SIP server for device playback")
-        job = PlaybackJob(uuid.uuid4().hex, channel_id, device_id, start, end, speed=max(1, speed))
+        job = PlaybackJob(uuid.uuid4().hex, channel, start, end, speed=max(1, speed))
         job.task = asyncio.create_task(self._run(job), name=f"playback-{job.id[:8]}")
         self.jobs[job.id] = job
         for old in sorted(self.jobs.values(), key=lambda j: j.created)[:-MAX_JOBS]:
@@ -105,7 +114,7 @@ class DevicePlayback:
         try:
             await asyncio.to_thread(self._drop_old_copies, job)
             _, sub = services.media.open_playback(
-                job.channel_id,
+                job.channel,
                 job.start,
                 job.end,
                 name="recorder-playback",
@@ -115,7 +124,7 @@ class DevicePlayback:
             )
             job.state = "running"
             rec = ChannelRecording(
-                self.recorder, job.channel_id, sub, SOURCE, anchor_wall=job.start.timestamp()
+                self.recorder, job.channel, sub, SOURCE, anchor_wall=job.start.timestamp()
             )
             span = (job.end - job.start).total_seconds() / job.speed
             limit = span + services.settings.media.stream_timeout_s
@@ -130,7 +139,7 @@ class DevicePlayback:
             raise
         except Exception as exc:  # noqa: BLE001 - reported through the job
             job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
-            log.warning("device playback failed", channel=job.channel_id, error=job.error)
+            log.warning("device playback failed", channel=str(job.channel), error=job.error)
         finally:
             if rec is not None:
                 job.segments = rec.segments
@@ -142,6 +151,7 @@ class DevicePlayback:
         services = self.recorder.services
         where = (
             RecordingSegment.source == SOURCE,
+            RecordingSegment.device_id == job.device_id,
             RecordingSegment.channel_id == job.channel_id,
             RecordingSegment.start < job.end,
             RecordingSegment.end > job.start,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sip.channel_ref import ChannelRef
 from vms.logging import get_logger
 from vms.media.frames import AccessUnit, Gap, Subscription
 from vms.services import Services
@@ -53,7 +54,7 @@ class PlaybackRefused(Exception):
 @dataclass(eq=False)
 class PlaybackSession:
     id: str
-    channel_id: str
+    channel: ChannelRef
     user: str
     start: datetime
     end: datetime
@@ -75,6 +76,10 @@ class PlaybackSession:
     _out_pts: int = 0
     _last_wall: float = 0.0
     _seek_to: float | None = None
+
+    @property
+    def channel_id(self) -> str:
+        return self.channel.channel_id
 
     @property
     def position(self) -> datetime:
@@ -101,6 +106,7 @@ class PlaybackSession:
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "device_id": self.channel.device_id,
             "channel_id": self.channel_id,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
@@ -142,7 +148,7 @@ class PlaybackSessions:
     # --- sessions ------------------------------------------------------------------------
 
     def open(
-        self, channel_id: str, start: datetime, end: datetime, user: str = ""
+        self, channel: ChannelRef, start: datetime, end: datetime, user: str = ""
     ) -> PlaybackSession:
         """INVITE the channel's device for ``[start, end]`` (s=Playback); playing once units
         arrive."""
@@ -157,12 +163,14 @@ class PlaybackSessions:
         if user and sum(1 for s in active if s.user == user) >= MAX_PER_USER:
             raise PlaybackRefused(f"{user} already plays back {MAX_PER_USER} ranges", 429)
         session_id = uuid.uuid4().hex
-        key, source = hub.open_playback(channel_id, start, end, name=f"replay-{session_id[:8]}")
-        session = PlaybackSession(session_id, channel_id, user, start, end, key, source)
+        key, source = hub.open_playback(channel, start, end, name=f"replay-{session_id[:8]}")
+        session = PlaybackSession(session_id, channel, user, start, end, key, source)
         session.stream = hub.playback_stream(key)  # kept: it tells how the stream ended
         session.task = asyncio.create_task(self._pump(session), name=f"replay-{session_id[:8]}")
         self.sessions[session_id] = session
-        log.info("device playback", session=session_id, channel=channel_id, start=start.isoformat())
+        log.info(
+            "device playback", session=session_id, channel=str(channel), start=start.isoformat()
+        )
         return session
 
     def get(self, session_id: str) -> PlaybackSession | None:

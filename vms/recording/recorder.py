@@ -1,4 +1,7 @@
-"""The recorder component: one hub subscription and one writer thread per recorded channel.
+"""The recorder component: one hub subscription and one writer thread per recorded camera.
+
+Cameras are :class:`ChannelRef` (device and channel): spool files and object keys are
+named from those validated codes only.
 
 The event-loop side only moves units from the hub subscription into a bounded
 thread queue; muxing, spool writes, uploads and indexing happen in the
@@ -24,6 +27,8 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from sip import ids
+from sip.channel_ref import ChannelRef
 from storage.models import Channel, Device, DeviceStatus
 from vms.logging import get_logger
 from vms.media.frames import AccessUnit, AudioUnit, Gap, Subscription
@@ -76,13 +81,14 @@ class ChannelRecording:
     def __init__(
         self,
         recorder: Recorder,
-        channel_id: str,
+        channel: ChannelRef,
         sub: Subscription,
         source: str = "recorder",
         anchor_wall: float | None = None,
     ) -> None:
         cfg = recorder.services.settings.recording
-        self.channel_id = channel_id
+        self.channel = channel
+        self.channel_id = channel.channel_id
         self.source = source
         self.sub = sub
         self.recorder = recorder
@@ -93,7 +99,7 @@ class ChannelRecording:
         self.errors = 0
         self._dropping = False
         self.writer = ChannelWriter(
-            channel_id,
+            channel,
             recorder.spool if source == "recorder" else recorder.spool / source,
             cfg.segment_s,
             cfg.max_jump_s,
@@ -102,9 +108,9 @@ class ChannelRecording:
             anchor_wall=anchor_wall,
             audio=sub.audio,  # the subscription says whether audio comes
         )
-        self.thread = threading.Thread(target=self._run, name=f"rec-{channel_id}", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"rec-{channel}", daemon=True)
         self.thread.start()
-        self.task = asyncio.create_task(self._pump(), name=f"rec-pump-{channel_id}")
+        self.task = asyncio.create_task(self._pump(), name=f"rec-pump-{channel}")
 
     async def _pump(self) -> None:
         try:
@@ -127,7 +133,7 @@ class ChannelRecording:
         except queue.Full:
             self._dropping = True
             self.dropped += 1
-            log.warning("recorder queue full: dropping to next keyframe", channel=self.channel_id)
+            log.warning("recorder queue full: dropping to next keyframe", channel=str(self.channel))
 
     def _run(self) -> None:
         while True:
@@ -146,7 +152,7 @@ class ChannelRecording:
                 if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th, 8th...: no log flood
                     log.error(
                         "recording write failed",
-                        channel=self.channel_id,
+                        channel=str(self.channel),
                         errors=self.errors,
                         error=repr(exc),
                     )
@@ -158,7 +164,7 @@ class ChannelRecording:
             services = self.recorder.services
             row = store_segment(services.db, services.objects, info, source=self.source)
         except Exception as exc:  # noqa: BLE001 - the spool file stays for a later retry
-            log.error("segment upload failed", channel=self.channel_id, error=repr(exc))
+            log.error("segment upload failed", channel=str(self.channel), error=repr(exc))
             return
         if row is not None:
             self.segments += 1
@@ -168,6 +174,7 @@ class ChannelRecording:
             loop.call_soon_threadsafe(
                 lambda: events.publish(
                     "recording.segment",
+                    device_id=self.channel.device_id,
                     channel_id=self.channel_id,
                     segment_id=row.id,
                     source=self.source,
@@ -179,7 +186,7 @@ class ChannelRecording:
             store_gap(self.recorder.services.db, gap, self.source)
             self.gaps += 1
         except Exception as exc:  # noqa: BLE001
-            log.error("gap index failed", channel=self.channel_id, error=repr(exc))
+            log.error("gap index failed", channel=str(self.channel), error=repr(exc))
 
     async def flush(self) -> None:
         """Close the open segment and wait until it is uploaded and indexed."""
@@ -226,7 +233,7 @@ class Recorder:
         self.spool: Path = settings.recording.spool_dir or settings.server.data_dir / "spool"
         self.loop: asyncio.AbstractEventLoop | None = None
         self.playback = DevicePlayback(self)
-        self.channels: dict[str, ChannelRecording] = {}
+        self.channels: dict[ChannelRef, ChannelRecording] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh = asyncio.Event()
         self._listening = asyncio.Event()
@@ -235,8 +242,8 @@ class Recorder:
         self.clock: Callable[[], datetime] = utcnow  # tests put a fake clock here
         self.tz = local_zone(settings.server.timezone)
         self.next_change: datetime | None = None  # the next window edge of any channel
-        self._schedule_gaps: dict[str, tuple[int, datetime]] = {}  # channel → (row, until)
-        self._bad_schedules: set[str] = set()
+        self._schedule_gaps: dict[ChannelRef, tuple[int, datetime]] = {}  # → (row, until)
+        self._bad_schedules: set[ChannelRef] = set()
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -262,16 +269,20 @@ class Recorder:
                 await task
         self._tasks = []
         await self.playback.stop()
-        for channel_id in list(self.channels):
-            await self.stop_channel(channel_id)
+        for channel in list(self.channels):
+            await self.stop_channel(channel)
 
     # --- which channels -------------------------------------------------------------
 
     @staticmethod
-    def eligible_channels(session: Session) -> dict[str, Any]:
-        """Channels that would be recorded now but for their schedule → stored schedule."""
+    def eligible_channels(session: Session) -> dict[ChannelRef, Any]:
+        """Cameras that would be recorded now but for their schedule → stored schedule.
+
+        A stored code that is not a 20-digit id (rows from before ids were checked) is never
+        recorded: its name would become a file name."""
         stmt = (
-            select(Channel.channel_id, Channel.record_schedule)
+            select(Device.device_id, Channel.channel_id, Channel.record_schedule)
+            .select_from(Channel)
             .join(Device, Channel.device_pk == Device.id)
             .where(
                 Channel.record_enabled.is_(True),
@@ -280,17 +291,21 @@ class Recorder:
                 Device.status == DeviceStatus.active,
             )
         )
-        return {channel_id: schedule for channel_id, schedule in session.execute(stmt)}
+        out: dict[ChannelRef, Any] = {}
+        for device_id, channel_id, schedule in session.execute(stmt):
+            if ids.is_gb_id(device_id) and ids.is_gb_id(channel_id):
+                out[ChannelRef(device_id, channel_id)] = schedule
+        return out
 
-    def schedule(self, channel_id: str, raw: Any) -> Schedule:
+    def schedule(self, channel: ChannelRef, raw: Any) -> Schedule:
         """The channel's schedule; a malformed stored one is logged and records around the clock."""
         try:
             return Schedule.parse(raw, self.tz)
         except ValidationError as exc:
-            if channel_id not in self._bad_schedules:
-                self._bad_schedules.add(channel_id)
+            if channel not in self._bad_schedules:
+                self._bad_schedules.add(channel)
                 log.error(
-                    "bad record_schedule: recording always", channel=channel_id, error=f"{exc}"
+                    "bad record_schedule: recording always", channel=str(channel), error=f"{exc}"
                 )
             return Schedule((), self.tz)
 
@@ -303,42 +318,44 @@ class Recorder:
         """
         eligible = await self.services.db.run(self.eligible_channels)
         now = self.clock()
-        wanted: set[str] = set()
-        off: dict[str, datetime] = {}  # eligible but outside its windows → next window start
+        wanted: set[ChannelRef] = set()
+        off: dict[ChannelRef, datetime] = {}  # eligible, outside its windows → next window start
         edges: list[datetime] = []
-        for channel_id, raw in eligible.items():
-            schedule = self.schedule(channel_id, raw)
+        for channel, raw in eligible.items():
+            schedule = self.schedule(channel, raw)
             edge = schedule.next_change(now)
             if edge is not None:
                 edges.append(edge)
             if schedule.active(now):
-                wanted.add(channel_id)
+                wanted.add(channel)
             else:
-                off[channel_id] = edge or now + HORIZON
+                off[channel] = edge or now + HORIZON
         self.next_change = min(edges, default=None)
         async with self._lock:
-            for channel_id in sorted(wanted - set(self.channels)):
-                await self.start_channel(channel_id)
-            for channel_id in sorted(set(self.channels) - wanted):
-                await self.stop_channel(channel_id)
+            for channel in sorted(wanted - set(self.channels)):
+                await self.start_channel(channel)
+            for channel in sorted(set(self.channels) - wanted):
+                await self.stop_channel(channel)
             await self._mark_schedule_gaps(off, now)
 
-    async def _mark_schedule_gaps(self, off: dict[str, datetime], now: datetime) -> None:
+    async def _mark_schedule_gaps(self, off: dict[ChannelRef, datetime], now: datetime) -> None:
         """Index time outside the windows as gaps with reason "schedule" (not errors)."""
         db = self.services.db
-        for channel_id, (row_id, until) in list(self._schedule_gaps.items()):
-            if off.get(channel_id) != until:  # back in a window, schedule edited, or not wanted
+        for channel, (row_id, until) in list(self._schedule_gaps.items()):
+            if off.get(channel) != until:  # back in a window, schedule edited, or not wanted
                 await asyncio.to_thread(close_schedule_gap, db, row_id, now)
-                del self._schedule_gaps[channel_id]
-        for channel_id, until in sorted(off.items()):
-            if channel_id not in self._schedule_gaps:
-                row_id = await asyncio.to_thread(open_schedule_gap, db, channel_id, now, until)
-                self._schedule_gaps[channel_id] = (row_id, until)
-                log.info("outside recording schedule", channel=channel_id, until=until.isoformat())
+                del self._schedule_gaps[channel]
+        for channel, until in sorted(off.items()):
+            if channel not in self._schedule_gaps:
+                row_id = await asyncio.to_thread(open_schedule_gap, db, channel, now, until)
+                self._schedule_gaps[channel] = (row_id, until)
+                log.info(
+                    "outside recording schedule", channel=str(channel), until=until.isoformat()
+                )
 
-    async def start_channel(self, channel_id: str) -> ChannelRecording | None:
-        if channel_id in self.channels:
-            return self.channels[channel_id]
+    async def start_channel(self, channel: ChannelRef) -> ChannelRecording | None:
+        if channel in self.channels:
+            return self.channels[channel]
         hub = self.services.media
         if hub is None:
             if not self._warned_no_hub:
@@ -347,24 +364,24 @@ class Recorder:
             return None
         maxlen = self.services.settings.recording.queue_frames
         audio = self.services.settings.recording.audio
-        sub = hub.subscribe(channel_id, "recorder", maxlen=maxlen, audio=audio)
-        rec = ChannelRecording(self, channel_id, sub)
-        self.channels[channel_id] = rec
-        log.info("recording started", channel=channel_id)
+        sub = hub.subscribe(channel, "recorder", maxlen=maxlen, audio=audio)
+        rec = ChannelRecording(self, channel, sub)
+        self.channels[channel] = rec
+        log.info("recording started", channel=str(channel))
         return rec
 
-    async def stop_channel(self, channel_id: str) -> None:
-        rec = self.channels.pop(channel_id, None)
+    async def stop_channel(self, channel: ChannelRef) -> None:
+        rec = self.channels.pop(channel, None)
         if rec is not None:
             await rec.stop()
-            log.info("recording stopped", channel=channel_id)
+            log.info("recording stopped", channel=str(channel))
 
-    async def flush(self, channel_id: str | None = None) -> None:
-        """Close open segments (all channels, or one) and wait until they are indexed."""
-        if channel_id is None:
+    async def flush(self, channel: ChannelRef | None = None) -> None:
+        """Close open segments (all cameras, or one) and wait until they are indexed."""
+        if channel is None:
             targets = list(self.channels.values())
         else:
-            targets = [self.channels[channel_id]] if channel_id in self.channels else []
+            targets = [self.channels[channel]] if channel in self.channels else []
         await asyncio.gather(*(rec.flush() for rec in targets if rec is not None))
 
     # --- periodic work ---------------------------------------------------------------
@@ -435,8 +452,8 @@ class Recorder:
             except Exception as exc:  # noqa: BLE001
                 log.error("recording maintenance failed", error=repr(exc))
 
-    def stats(self) -> dict[str, dict[str, Any]]:
-        return {cid: rec.stats() for cid, rec in self.channels.items()}
+    def stats(self) -> dict[ChannelRef, dict[str, Any]]:
+        return {ref: rec.stats() for ref, rec in self.channels.items()}
 
 
 def create_recorder(services: Services) -> Recorder | None:

@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
+from sqlalchemy import select
+
+from sip import ids
+from sip.channel_ref import ChannelRef
 from storage.db import Database
+from storage.models import Channel, Device
 from storage.objects import ObjectStore
 from vms.logging import get_logger
 
@@ -22,12 +27,35 @@ from .writer import CLOCK_HZ, DEFAULT_FRAME_TICKS
 log = get_logger("vms.recording.recovery")
 
 
-def parse_spool_name(path: Path) -> tuple[str, float] | None:
-    """``<channel>-<start_ms>.part|.ts`` → (channel id, start seconds); None for foreign files."""
-    channel_id, sep, ms = path.stem.rpartition("-")
-    if not sep or not channel_id or not ms.isdigit():
+def parse_spool_name(path: Path) -> tuple[ChannelRef | str, float] | None:
+    """``<device>_<channel>-<start_ms>.part|.ts`` → (camera, start seconds); a bare channel id
+    for a file of an older version (``<channel>-<start_ms>``); None for foreign files."""
+    name, sep, ms = path.stem.rpartition("-")
+    if not sep or not ms.isascii() or not ms.isdigit():
         return None
-    return channel_id, int(ms) / 1000.0
+    if ids.is_gb_id(name):
+        return name, int(ms) / 1000.0
+    try:
+        return ChannelRef.from_slug(name), int(ms) / 1000.0
+    except ids.InvalidGbId:
+        return None
+
+
+def legacy_owner(db: Database, channel_id: str) -> ChannelRef | None:
+    """The camera of a spool file named by its channel id alone (written before cameras were
+    keyed by device): the oldest channel row with that id, as migration 0004 decides."""
+    with db.session() as s:
+        device_id = s.scalar(
+            select(Device.device_id)
+            .join(Channel, Channel.device_pk == Device.id)
+            .where(Channel.channel_id == channel_id)
+            .order_by(Channel.id)
+            .limit(1)
+        )
+    try:
+        return ChannelRef(device_id, channel_id) if device_id else None
+    except ids.InvalidGbId:
+        return None
 
 
 def duration_s(scan: ts.TsScan) -> float:
@@ -44,7 +72,13 @@ def recover_file(db: Database, objects: ObjectStore, path: Path) -> str:
     parsed = parse_spool_name(path)
     if parsed is None or path.suffix not in (PART_SUFFIX, DONE_SUFFIX):
         return "skipped"
-    channel_id, start = parsed
+    channel, start = parsed
+    if isinstance(channel, str):
+        owner = legacy_owner(db, channel)
+        if owner is None:
+            log.warning("spool file kept: no device lists its channel", file=path.name)
+            return "skipped"
+        channel = owner
     data = path.read_bytes()
     outcome = "indexed"
     if path.suffix == PART_SUFFIX:
@@ -60,7 +94,7 @@ def recover_file(db: Database, objects: ObjectStore, path: Path) -> str:
         scan = ts.scan(data)
     codec = scan.codec or "h264"
     end = start + duration_s(scan)
-    info = SegmentInfo(path, channel_id, codec, start, end, len(scan.pes), scan.audio_codec or "")
+    info = SegmentInfo(path, channel, codec, start, end, len(scan.pes), scan.audio_codec or "")
     if store_segment(db, objects, info, data) is None:
         log.warning("spool file discarded: no keyframe", file=path.name)
         return "discarded"

@@ -121,17 +121,20 @@ def _prune_gaps(db: Database, cutoff: datetime, source: str) -> int:
                 RecordingSegment.end <= cutoff,
             )
         ).rowcount
-        oldest = dict(
-            s.execute(
-                select(RecordingSegment.channel_id, func.min(RecordingSegment.start))
-                .where(RecordingSegment.source == source, RecordingSegment.is_gap.is_(False))
-                .group_by(RecordingSegment.channel_id)
-            ).all()
-        )
-        for channel_id, first in oldest.items():
+        oldest = s.execute(
+            select(
+                RecordingSegment.device_id,
+                RecordingSegment.channel_id,
+                func.min(RecordingSegment.start),
+            )
+            .where(RecordingSegment.source == source, RecordingSegment.is_gap.is_(False))
+            .group_by(RecordingSegment.device_id, RecordingSegment.channel_id)
+        ).all()
+        for device_id, channel_id, first in oldest:  # per camera: (device, channel)
             gone += s.execute(
                 delete(RecordingSegment).where(
                     RecordingSegment.source == source,
+                    RecordingSegment.device_id == device_id,
                     RecordingSegment.channel_id == channel_id,
                     RecordingSegment.is_gap.is_(True),
                     RecordingSegment.end <= first,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import av
 
+from sip.channel_ref import ChannelRef
 from vms.media.frames import AccessUnit, Codec
 
 from .audio import AudioTrack
@@ -72,7 +73,7 @@ class SegmentInfo:
     """What the writer knows about a segment when it closes it."""
 
     path: Path
-    channel_id: str
+    channel: ChannelRef
     codec: str
     start: float  # wall-clock seconds
     end: float
@@ -81,24 +82,25 @@ class SegmentInfo:
 
 
 class SegmentFile:
-    """A TS file being written, ``<spool>/<channel>-<start_ms>.part``; ``.ts`` once closed."""
+    """A TS file being written, ``<spool>/<device>_<channel>-<start_ms>.part``; ``.ts`` once
+    closed.  The name comes from the validated :class:`ChannelRef` only, never from wire text."""
 
     def __init__(
         self,
         spool: Path,
-        channel_id: str,
+        channel: ChannelRef,
         start: float,
         template: StreamTemplate,
         audio: AudioTrack | None = None,
     ) -> None:
-        self.channel_id = channel_id
+        self.channel = channel
         self.start = start
         self.codec = template.codec.value
         self.frames = 0
         self.audio_packets = 0
         self.last_dts: int | None = None
         self._last_audio: int | None = None
-        name = f"{channel_id}-{round(start * 1000)}"
+        name = f"{channel.slug}-{round(start * 1000)}"
         self.path = spool / (name + PART_SUFFIX)
         self.done_path = spool / (name + DONE_SUFFIX)
         options = {"max_interleave_delta": str(MAX_INTERLEAVE_US)}
@@ -143,7 +145,7 @@ class SegmentFile:
         self.path.replace(self.done_path)
         path = self.done_path
         audio = "aac" if self.audio_packets else ""
-        return SegmentInfo(path, self.channel_id, self.codec, self.start, end, self.frames, audio)
+        return SegmentInfo(path, self.channel, self.codec, self.start, end, self.frames, audio)
 
     def abort(self) -> None:
         try:

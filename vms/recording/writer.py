@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sip.channel_ref import ChannelRef
 from vms.logging import get_logger
 from vms.media.frames import AccessUnit, AudioUnit, Gap
 
@@ -35,7 +36,7 @@ PROBE_FRAMES = 100  # ... or this many frames, whichever comes first
 
 @dataclass(frozen=True, slots=True)
 class GapInfo:
-    channel_id: str
+    channel: ChannelRef
     start: float
     end: float
     reason: str
@@ -46,7 +47,7 @@ class ChannelWriter:
 
     def __init__(
         self,
-        channel_id: str,
+        channel: ChannelRef,
         spool: Path,
         segment_s: float,
         max_jump_s: float,
@@ -56,7 +57,7 @@ class ChannelWriter:
         anchor_wall: float | None = None,
         audio: bool = False,
     ) -> None:
-        self.channel_id = channel_id
+        self.channel = channel
         self.spool = spool
         self.segment_ticks = round(segment_s * CLOCK_HZ)
         self.max_jump_ticks = round(max_jump_s * CLOCK_HZ)
@@ -142,7 +143,7 @@ class ChannelWriter:
             except Exception as exc:  # noqa: BLE001 - bad audio must not cost the video
                 self.audio_errors += 1
                 if self.audio_errors & (self.audio_errors - 1) == 0:
-                    log.warning("audio not recordable", channel=self.channel_id, error=repr(exc))
+                    log.warning("audio not recordable", channel=str(self.channel), error=repr(exc))
                 return
         if self._probe is not None:
             self._end_probe()
@@ -160,7 +161,7 @@ class ChannelWriter:
         except Exception as exc:  # noqa: BLE001 - a broken audio frame must not cost the video
             self.audio_errors += 1
             if self.audio_errors & (self.audio_errors - 1) == 0:
-                log.warning("audio frame not recorded", channel=self.channel_id, error=repr(exc))
+                log.warning("audio frame not recorded", channel=str(self.channel), error=repr(exc))
 
     def _close_audio(self) -> None:
         """End the audio track's run into the open segment (if it has the track) and drop it."""
@@ -222,7 +223,7 @@ class ChannelWriter:
             self.anchor = (au.wallclock, au.pts)
         start = self.wall(au.pts)
         if self.gap_reason is not None and self.last_end is not None and start > self.last_end:
-            self.on_gap(GapInfo(self.channel_id, self.last_end, start, self.gap_reason))
+            self.on_gap(GapInfo(self.channel, self.last_end, start, self.gap_reason))
         self.gap_reason = None
         if self.template is None or not self.template.matches(au):
             if self.template is not None:
@@ -231,7 +232,7 @@ class ChannelWriter:
         self.spool.mkdir(parents=True, exist_ok=True)
         audio = self.audio if self._audio_seen else None
         self._audio_seen = False
-        self.current = SegmentFile(self.spool, self.channel_id, start, self.template, audio)
+        self.current = SegmentFile(self.spool, self.channel, start, self.template, audio)
         self.seg_first_pts = au.pts
         self.in_run = True
 
@@ -242,7 +243,7 @@ class ChannelWriter:
         try:
             info = segment.close(end)
         except Exception as exc:  # noqa: BLE001 - a failed file must not stop recording
-            log.error("segment close failed", channel=self.channel_id, error=repr(exc))
+            log.error("segment close failed", channel=str(self.channel), error=repr(exc))
             segment.abort()
             return
         self.last_end = end

@@ -59,8 +59,8 @@ def _healthy(part: Any) -> bool | None:
 UNHEALTHY_STREAM_STATES = frozenset({"lost", "closed"})  # vms.media.hub Stream.state
 
 
-def _analysed_channels(pool: Any, media: Any) -> list[str]:
-    """The cameras the pool analyses (``pool.stats()`` is keyed by channel), else all streams."""
+def _analysed_channels(pool: Any, media: Any) -> list[Any]:
+    """The cameras the pool analyses (``pool.stats()`` is keyed by camera), else all streams."""
     stats = getattr(pool, "stats", None)
     if callable(stats):
         value = stats()

@@ -2,7 +2,7 @@
 
 For each linked camera: a recording bookmark at the transition (written with the warning,
 ``vms.warning.store``), a snapshot of the live stream stored at
-``warnings/yyyy/mm/dd/{warning_id}-{channel}.jpg`` (escalations add ``-{level}``) and a
+``warnings/yyyy/mm/dd/{warning_id}-{device}_{channel}.jpg`` (escalations add ``-{level}``) and a
 ``warning.updated`` event with its URL, so the UI wall can open the camera and show the
 moment.  Snapshots start as soon as the engine decides, in parallel with the database write;
 the result goes back through the engine's ordered op queue, so it lands after its bookmark.
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from sip.channel_ref import ChannelRef
 from storage.objects import ObjectStore, ObjectStoreError
 from vms.logging import get_logger
 from vms.tasks import cancel_task
@@ -27,9 +28,9 @@ from .store import Op
 log = get_logger("vms.warning.linkage")
 
 
-def snapshot_key(at: datetime, warning_id: str, channel_id: str, suffix: str = "") -> str:
+def snapshot_key(at: datetime, warning_id: str, channel: ChannelRef, suffix: str = "") -> str:
     tail = f"-{suffix}" if suffix else ""
-    return f"warnings/{at:%Y/%m/%d}/{warning_id}-{channel_id}{tail}.jpg"
+    return f"warnings/{at:%Y/%m/%d}/{warning_id}-{channel.slug}{tail}.jpg"
 
 
 class Linkage:
@@ -46,7 +47,7 @@ class Linkage:
         self,
         warning_id: str,
         at: datetime,
-        channels: list[str],
+        channels: list[ChannelRef],
         suffix: str,
         report: Callable[[Op], None],
     ) -> None:
@@ -65,24 +66,25 @@ class Linkage:
         self,
         warning_id: str,
         at: datetime,
-        channel: str,
+        channel: ChannelRef,
         suffix: str,
         report: Callable[[Op], None],
     ) -> None:
         started = time.monotonic()
         key = snapshot_key(at, warning_id, channel, suffix)
+        camera = {"device_id": channel.device_id, "channel_id": channel.channel_id}
         try:
             unit = await grab_keyframe(self.media(), channel, self.timeout_s)
             jpeg = await asyncio.to_thread(keyframe_jpeg, unit)
             await asyncio.to_thread(self.objects.put, key, jpeg, "image/jpeg")
         except (SnapshotError, ObjectStoreError) as exc:
-            log.info("warning camera without picture", channel=channel, error=str(exc))
-            error = f"camera {channel}: no snapshot ({exc})"
-            report(Op("camera", warning_id, at, detail={"channel_id": channel, "error": error}))
+            log.info("warning camera without picture", channel=str(channel), error=str(exc))
+            error = f"camera {channel.channel_id}: no snapshot ({exc})"
+            report(Op("camera", warning_id, at, detail={**camera, "error": error}))
             return
         latency = time.monotonic() - started
         self.latencies = [*self.latencies[-99:], latency]
-        detail = {"channel_id": channel, "snapshot_key": key, "latency_s": round(latency, 3)}
+        detail = {**camera, "snapshot_key": key, "latency_s": round(latency, 3)}
         report(Op("snapshot", warning_id, at, detail=detail))
 
     async def stop(self) -> None:

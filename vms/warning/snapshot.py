@@ -13,6 +13,7 @@ from typing import Any
 
 import av
 
+from sip.channel_ref import ChannelRef
 from vms.alarms.images import encode_jpeg
 from vms.media.frames import AccessUnit, Codec
 
@@ -23,14 +24,14 @@ class SnapshotError(Exception):
     """No picture from this camera; the message says why (it goes into the history)."""
 
 
-async def grab_keyframe(hub: Any, channel_id: str, timeout_s: float) -> AccessUnit:
-    """The next keyframe of ``channel_id`` from the hub, within ``timeout_s``."""
+async def grab_keyframe(hub: Any, channel: ChannelRef, timeout_s: float) -> AccessUnit:
+    """The next keyframe of a camera from the hub, within ``timeout_s``."""
     if hub is None:
         raise SnapshotError("no media hub on this node")
-    sub = hub.subscribe(channel_id, "warning-snapshot", maxlen=SUBSCRIPTION_FRAMES)
+    sub = hub.subscribe(channel, "warning-snapshot", maxlen=SUBSCRIPTION_FRAMES)
     try:
         with contextlib.suppress(Exception):  # best effort: only shortens the wait
-            hub.request_keyframe(channel_id)
+            hub.request_keyframe(channel)
         async with asyncio.timeout(timeout_s):
             while True:
                 item = await sub.get()

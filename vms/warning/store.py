@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sip.channel_ref import ChannelRef
 from storage.models import HandlingState, Organisation
 from storage.sensor_models import RecordingBookmark, SensorWarning, WarningEvent, WarningLevel
 
@@ -42,8 +43,17 @@ class Op:
     cause: str = ""
     value: float | None = None
     threshold: float | None = None
-    cameras: tuple[str, ...] = ()
+    cameras: tuple[ChannelRef, ...] = ()
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+def camera_detail(cameras: tuple[ChannelRef, ...]) -> dict[str, Any]:
+    """A warning's linked cameras in its detail: the codes people read (``cameras``) and the
+    cameras themselves (``camera_refs``: [device, channel]), which bookmarks are made for."""
+    return {
+        "cameras": [c.channel_id for c in cameras],
+        "camera_refs": [[c.device_id, c.channel_id] for c in cameras],
+    }
 
 
 def summary(w: SensorWarning, org_path: str | None) -> dict[str, Any]:
@@ -70,6 +80,7 @@ def summary(w: SensorWarning, org_path: str | None) -> dict[str, Any]:
         "handling": w.handling.value,
         "tracker": rule(w.level).tracker,
         "cameras": list(detail.get("cameras", [])),
+        "camera_refs": list(detail.get("camera_refs", [])),
     }
 
 
@@ -169,11 +180,12 @@ class WarningStore:
             self.record(s, w, "relayed", at, city, note="relayed to the city monitoring system")
             relay = self.notify(s, w, org, "warning.notice", "relayed", city, data={"at": _iso(at)})
             effects.append(("warning.notice", relay))
-        for channel in (w.detail or {}).get("cameras", []):
+        for device_id, channel_id in (w.detail or {}).get("camera_refs", []):
             label = f"{NAMES_ZH[w.level.value]} {(w.detail or {}).get('tag', '')} {w.cause}"
             s.add(
                 RecordingBookmark(
-                    channel_id=channel,
+                    device_id=device_id,
+                    channel_id=channel_id,
                     at=at,
                     label=label[:200],
                     source="warning",
@@ -202,7 +214,7 @@ class WarningStore:
             raised_at=op.at,
             level_since=op.at,
             notice_count=0,
-            detail={**op.detail, "cameras": list(op.cameras)},
+            detail={**op.detail, **camera_detail(op.cameras)},
         )
         s.add(w)
         s.flush()
@@ -214,7 +226,7 @@ class WarningStore:
             return []
         self._set_level(w, op)
         w.escalated_at = op.at
-        w.detail = {**(w.detail or {}), "cameras": list(op.cameras)}  # as linked now
+        w.detail = {**(w.detail or {}), **camera_detail(op.cameras)}  # as linked now
         if RANK[op.level] > RANK[w.peak_level.value]:
             w.peak_level = WarningLevel(op.level)
         return self._reach(s, w, "escalated", op.at)
@@ -278,7 +290,11 @@ class WarningStore:
         mark = s.scalar(
             select(RecordingBookmark)
             .where(RecordingBookmark.ref == op.warning_id, RecordingBookmark.source == "warning")
-            .where(RecordingBookmark.channel_id == channel, RecordingBookmark.at == op.at)
+            .where(
+                RecordingBookmark.device_id == op.detail.get("device_id", ""),
+                RecordingBookmark.channel_id == channel,
+                RecordingBookmark.at == op.at,
+            )
         )
         w = s.scalar(select(SensorWarning).where(SensorWarning.warning_id == op.warning_id))
         if mark is None or w is None:
@@ -288,6 +304,7 @@ class WarningStore:
         data = {
             **summary(w, org.path if org else None),
             "event": "snapshot",
+            "device_id": mark.device_id,
             "channel_id": channel,
             "bookmark_id": mark.id,
             "snapshot_url": snapshot_url(w.warning_id, mark.id),

@@ -1,6 +1,6 @@
 // Alarms: list with snapshots, closed-loop handling buttons, and live pop-ups from the event push.
 import { api, fmtTime, h, withToken } from "./api.js";
-import { cachedCatalog, cameraLabel, loadCatalog } from "./catalog.js";
+import { cachedCatalog, cameraKey, cameraLabel, loadCatalog } from "./catalog.js";
 
 const HANDLING = {
   new: "待确认 new", acknowledged: "已确认 acknowledged", handled: "已处置 handled", closed: "已关闭 closed",
@@ -100,13 +100,14 @@ export class AlarmsView {
     if (!a.false_alarm && a.handling !== "closed") {
       buttons.push(h("button", { class: "small act-false_alarm", onclick: () => this.run(a, "false_alarm", note.value) }, "误报 False"));
     }
-    buttons.push(h("button", { class: "small", onclick: () => this.actions.live(a.video_code) }, "▶ 实时 Live"));
-    buttons.push(h("button", { class: "small", onclick: () => this.actions.replay(a.video_code, a.raised_at) }, "⏪ 回放 Replay"));
+    const camera = cameraKey(a.device_id, a.video_code);
+    buttons.push(h("button", { class: "small", onclick: () => this.actions.live(camera) }, "▶ 实时 Live"));
+    buttons.push(h("button", { class: "small", onclick: () => this.actions.replay(camera, a.raised_at) }, "⏪ 回放 Replay"));
     return h("tr", { "data-alarm": a.alarm_id, class: a.active ? "active" : "" },
       h("td", {}, thumb(a)),
       h("td", {}, fmtTime(a.raised_at), a.cleared_at ? h("div", { class: "muted" }, "销警 " + fmtTime(a.cleared_at)) : ""),
       h("td", {}, h("strong", {}, typeName(a)), h("div", { class: "muted" }, `${a.profile || ""} #${a.alarm_type}`)),
-      h("td", {}, cameraLabel(this.catalog, a.video_code), h("div", {}, h("code", {}, a.video_code))),
+      h("td", {}, cameraLabel(this.catalog, camera), h("div", {}, h("code", {}, a.video_code))),
       h("td", { class: a.active ? "alarm-on" : "alarm-off" }, a.active ? "报警中 active" : "已销警 cleared", a.false_alarm ? h("div", { class: "muted" }, "误报 false alarm") : ""),
       h("td", { class: "handling" }, HANDLING[a.handling] || a.handling),
       h("td", { class: "actions" }, buttons));
@@ -191,9 +192,9 @@ export class AlarmPush {
       h("img", { class: "thumb", alt: "抓拍 snapshot", src: imageUrl(a, 1) }),
       h("div", { class: "toast-body" },
         h("strong", {}, "⚠ 报警 Alarm: ", typeName(a)),
-        h("div", {}, cameraLabel(cachedCatalog(), a.video_code), " ", h("code", {}, a.video_code)),
+        h("div", {}, cameraLabel(cachedCatalog(), cameraKey(a.device_id, a.video_code)), " ", h("code", {}, a.video_code)),
         h("div", { class: "muted" }, fmtTime(a.at)),
-        h("div", {}, ack, " ", h("button", { class: "small", onclick: () => { this.actions.live(a.video_code); close(); } }, "▶ 实时 Live"),
+        h("div", {}, ack, " ", h("button", { class: "small", onclick: () => { this.actions.live(cameraKey(a.device_id, a.video_code)); close(); } }, "▶ 实时 Live"),
           " ", h("button", { class: "small", onclick: close }, "✕"))));
     this.show(el);
     setTimeout(close, 60000);

@@ -64,7 +64,7 @@ export class DeviceAlarmsPanel {
       h("td", {}, a.description),
       h("td", { class: "state" }, a.reset_at ? `已复位 reset ${fmtTime(a.reset_at)}` : "未复位 active"),
       h("td", {}, a.reset_at ? "" : reset, " ",
-        a.channel_name ? h("button", { class: "small", onclick: () => this.actions.live(a.source_id) }, "▶ 实时 Live") : ""));
+        a.channel_name ? h("button", { class: "small", onclick: () => this.actions.live(`${a.device_id}/${a.source_id}`) }, "▶ 实时 Live") : ""));
   }
 
   async reset(a, button) {
@@ -94,7 +94,7 @@ export function deviceAlarmToast(push, a, actions) {
       h("div", { class: "muted" }, `${PRIORITY[a.priority] || ""} · ${a.method_name || ""} · ${fmtTime(a.alarm_time || a.received_at)}`),
       a.description ? h("div", {}, a.description) : "",
       h("div", {}, reset, " ",
-        a.channel_name ? h("button", { class: "small", onclick: () => { actions.live(a.source_id); close(); } }, "▶ 实时 Live") : "",
+        a.channel_name ? h("button", { class: "small", onclick: () => { actions.live(`${a.device_id}/${a.source_id}`); close(); } }, "▶ 实时 Live") : "",
         " ", h("button", { class: "small", onclick: close }, "✕"))));
   push.show(el);
   setTimeout(close, 60000);

@@ -1,6 +1,6 @@
 // Device tree: organisation → device (online status) → cameras, with live and replay shortcuts.
 import { fmtTime, h } from "./api.js";
-import { invalidate, loadCatalog } from "./catalog.js";
+import { cameraKey, invalidate, loadCatalog } from "./catalog.js";
 
 const KIND = {
   province: "省 Province", city: "市 City", county: "县区 County", park: "园区 Park",
@@ -36,8 +36,8 @@ export async function renderDevices(root, actions) {
       h("span", { class: "cam" }, "📷 "),
       h("span", { class: "name" }, c.name || c.channel_id), " ",
       h("code", {}, c.channel_id), " ",
-      h("button", { class: "small", title: "实时 Live", onclick: () => actions.live(c.channel_id) }, "▶ 实时 Live"), " ",
-      h("button", { class: "small", title: "回放 Replay", onclick: () => actions.replay(c.channel_id) }, "⏪ 回放 Replay"))));
+      h("button", { class: "small", title: "实时 Live", onclick: () => actions.live(cameraKey(d.device_id, c.channel_id)) }, "▶ 实时 Live"), " ",
+      h("button", { class: "small", title: "回放 Replay", onclick: () => actions.replay(cameraKey(d.device_id, c.channel_id)) }, "⏪ 回放 Replay"))));
     const status = d.online ? "online" : "offline";
     return h("li", { class: "device", "data-device": d.device_id },
       h("details", { open: true },

@@ -1,6 +1,7 @@
 // Downloads: a camera's range queued as an MP4 — from the NVR at ×N speed or from our own
 // recordings — with its progress (media time reached, bytes), cancel, delete and the file.
 import { api, fmtTime, h, withToken } from "./api.js";
+import { cameraBody } from "./catalog.js";
 
 const STATES = {
   queued: "排队 queued", running: "下载中 running", done: "完成 done", failed: "失败 failed",
@@ -49,7 +50,7 @@ export class DownloadsPanel {
   async create() {
     if (!this.channelId) { this.msg.textContent = "请选择摄像机 choose a camera"; return; }
     const body = {
-      channel_id: this.channelId,
+      ...cameraBody(this.channelId), // the camera's key "device/channel"
       source: this.source === "device" ? "device" : "recording",
       start: new Date(this.fromInput.value).toISOString(),
       end: new Date(this.toInput.value).toISOString(),

@@ -1,6 +1,7 @@
 // Live wall: 1/4/9/16 tiles, each a WebRTC <video> of one camera; the layout survives reloads.
+// A tile's camera is its key "device/channel" (catalog.js): two devices may list one channel ID.
 import { api, h } from "./api.js";
-import { cameraLabel, cameraOptions, loadCatalog } from "./catalog.js";
+import { cameraLabel, cameraOptions, cameraPath, keyOf, loadCatalog, withDevice } from "./catalog.js";
 import { LEVELS } from "./levels.js";
 import { LiveViewer } from "./webrtc.js";
 
@@ -54,7 +55,7 @@ class Tile {
   async pollStream() {
     if (!this.channelId || document.hidden) return;
     try {
-      const st = await api(`/api/streams/${this.channelId}`);
+      const st = await api(withDevice(`/api/streams/${cameraPath(this.channelId)}`, this.channelId));
       const loss = st.loss_pct ? ` ${st.loss_pct}% loss` : "";
       this.stream = `${Math.round(st.fps)} fps ${Math.round(st.bitrate_bps / 1000)} kb/s${loss}`;
     } catch (_) { this.stream = ""; }
@@ -164,15 +165,19 @@ export class LiveWall {
   async mount(root) {
     root.replaceChildren(this.el);
     this.catalog = await loadCatalog();
+    // a layout saved by an older version names cameras by channel ID alone
+    this.channels = this.channels.map(c => (c ? keyOf(this.catalog, c) : c));
     this.render();
   }
+
+  key(camera) { return keyOf(this.catalog, camera); }
 
   save() {
     localStorage.setItem(this.storeKey, JSON.stringify({ layout: this.layout, channels: this.channels, autoPop: this.autoPop, pinned: this.pinned }));
   }
 
   // An alarm's camera comes onto the wall (spec: call up the camera quickly on an alarm).
-  alarmRaised(channelId) { if (this.autoPop && this.tiles.length) this.show(channelId, true); }
+  alarmRaised(camera) { if (this.autoPop && this.tiles.length) this.show(camera, true); }
 
   // A sensor warning opened or escalated: its linked cameras come up (free tiles first, then
   // the oldest tiles not pinned) marked with the level.  Before the wall was first shown the
@@ -181,7 +186,8 @@ export class LiveWall {
     if (!this.autoPop || !cameras || !cameras.length) return [];
     const taken = new Set();
     const placed = [];
-    for (const channelId of cameras) {
+    for (const camera of cameras) {
+      const channelId = this.key(camera);
       this.marks.set(channelId, { level, ref });
       let index = this.indexOf(channelId);
       if (index < 0) {
@@ -256,7 +262,8 @@ export class LiveWall {
 
   // Put a camera on the wall: the tile that already shows it, else a free one, else the oldest
   // unpinned one; an automatic call-up (auto) leaves the wall alone when every tile is pinned.
-  show(channelId, auto = false) {
+  show(camera, auto = false) {
+    const channelId = this.key(camera);
     const shown = this.tiles.find(t => t.channelId === channelId);
     if (shown) { shown.flash(); return; }
     let index = this.freeSlot();

@@ -2,7 +2,7 @@
 // (GB28181 Playback, watched over WebRTC); pause/resume, speed and seek work for both — in the
 // browser for our recordings, as MANSRTSP commands to the device for the NVR's — and downloads.
 import { api, fmtTime, h, withToken } from "./api.js";
-import { cameraOptions, loadCatalog } from "./catalog.js";
+import { cameraBody, cameraOptions, cameraPath, keyOf, loadCatalog, withDevice } from "./catalog.js";
 import { DownloadsPanel } from "./downloads.js";
 import { LiveViewer } from "./webrtc.js";
 
@@ -80,7 +80,7 @@ export class ReplayView {
   async mount(root, channelId, at) {
     root.replaceChildren(this.el);
     const catalog = await loadCatalog();
-    if (channelId) this.channelId = channelId;
+    if (channelId) this.channelId = keyOf(catalog, channelId); // a key "device/channel"
     if (at) {
       const t = new Date(at);
       this.end = new Date(t.getTime() + this.windowH * 3600e3 / 2);
@@ -94,12 +94,17 @@ export class ReplayView {
   async fetchRanges() {
     const q = new URLSearchParams({ start: this.start.toISOString(), end: this.end.toISOString() });
     if (this.source === "device") {  // what the NVR holds (RecordInfo)
-      const r = await api(`/api/recordings/${this.channelId}/device-records?${q}`);
+      const r = await api(this.cameraUrl("device-records", q));
       const ranges = r.ranges;
       const seconds = ranges.reduce((s, x) => s + (new Date(x.end) - new Date(x.start)) / 1e3, 0);
       return { ranges, gaps: [], recorded_s: seconds };
     }
-    return api(`/api/recordings/${this.channelId}/timeline?${q}`);
+    return api(this.cameraUrl("timeline", q));
+  }
+
+  // /api/recordings/{channel}/{what}?{query}&device_id={device}: this camera's resource
+  cameraUrl(what, query) {
+    return withDevice(`/api/recordings/${cameraPath(this.channelId)}/${what}?${query}`, this.channelId);
   }
 
   async load() {
@@ -171,9 +176,9 @@ export class ReplayView {
     this.showPause();
     if (this.source === "device") { await this.playDevice(at); return; }
     const q = new URLSearchParams({ start: at.toISOString(), end: this.end.toISOString() });
-    const url = withToken(`/api/recordings/${this.channelId}/playlist.m3u8?${q}`);
+    const url = withToken(this.cameraUrl("playlist.m3u8", q));
     const exportQ = new URLSearchParams({ start: at.toISOString(), end: new Date(at.getTime() + EXPORT_S * 1e3).toISOString() });
-    this.exportLink.href = withToken(`/api/recordings/${this.channelId}/export.mp4?${exportQ}`);
+    this.exportLink.href = withToken(this.cameraUrl("export.mp4", exportQ));
     this.exportLink.hidden = false;
     const Hls = await loadHls().catch(() => null);
     if (Hls && Hls.isSupported()) {
@@ -200,7 +205,7 @@ export class ReplayView {
     this.device = device;
     try {
       device.session = await api("/api/playback/sessions", {
-        method: "POST", body: JSON.stringify({ channel_id: this.channelId, start: at.toISOString(), end: this.end.toISOString() }),
+        method: "POST", body: JSON.stringify({ ...cameraBody(this.channelId), start: at.toISOString(), end: this.end.toISOString() }),
       });
     } catch (e) {
       this.info.textContent = `设备回放失败 NVR playback failed: ${e.message}`;

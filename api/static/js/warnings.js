@@ -1,7 +1,7 @@
 // Sensor warnings: the list with level colours and filters, a warning's escalation history,
 // its linked cameras' snapshots and bookmarks, the closed-loop handling; live from warning.*.
 import { api, fmtTime, h, withToken } from "./api.js";
-import { cameraLabel, cachedCatalog, loadCatalog } from "./catalog.js";
+import { cameraKey, cameraLabel, cachedCatalog, loadCatalog } from "./catalog.js";
 import { CAUSES, LEVELS, LEVEL_ORDER, fmtValue, levelChip } from "./levels.js";
 
 const HANDLING = {
@@ -159,11 +159,12 @@ export class WarningsView {
         ? h("img", { class: "thumb", alt: "抓拍 snapshot", src: withToken(b.snapshot_url), title: "回放 replay at this time" })
         : h("span", { class: "thumb muted" }, "无图 no image");
       if (b.snapshot_url) img.addEventListener("error", () => img.replaceWith(h("span", { class: "muted" }, "无图 no image")));
+      const camera = cameraKey(b.device_id, b.channel_id);
       return h("figure", { "data-camera": b.channel_id },
-        h("a", { href: "#replay", onclick: ev => { ev.preventDefault(); this.actions.replay(b.channel_id, b.at); } }, img),
-        h("figcaption", {}, cameraLabel(this.catalog, b.channel_id), " · ", fmtTime(b.at), " ",
-          h("button", { class: "small bookmark", onclick: () => this.actions.replay(b.channel_id, b.at) }, "⏪ 回放 Replay"),
-          h("button", { class: "small", onclick: () => this.actions.live(b.channel_id) }, "▶ 实时 Live")));
+        h("a", { href: "#replay", onclick: ev => { ev.preventDefault(); this.actions.replay(camera, b.at); } }, img),
+        h("figcaption", {}, cameraLabel(this.catalog, camera), " · ", fmtTime(b.at), " ",
+          h("button", { class: "small bookmark", onclick: () => this.actions.replay(camera, b.at) }, "⏪ 回放 Replay"),
+          h("button", { class: "small", onclick: () => this.actions.live(camera) }, "▶ 实时 Live")));
     });
     this.actionError = h("p", { class: "error", role: "alert" });
     this.detail.hidden = false;
@@ -211,7 +212,8 @@ export function warningToast(push, w, kind, actions) {
   const id = warningId(w);
   push.container.querySelectorAll(`.warning-toast[data-warning="${id}"]`).forEach(el => el.remove());
   const close = () => el.remove();
-  const cams = w.cameras || [];
+  const refs = Array.isArray(w.camera_refs) && w.camera_refs.length ? w.camera_refs : null;
+  const cams = refs ? refs.map(([d, c]) => cameraKey(d, c)) : w.cameras || [];
   const img = cams.length ? h("span", { class: "thumb muted snapshot-wait" }, "抓拍中… snapshot") : "";
   const verb = kind === "warning.escalated" ? "预警升级 escalated" : "新预警 warning";
   const el = h("div", { class: "toast warning-toast", role: "alert", "data-warning": id, "data-level": w.level },

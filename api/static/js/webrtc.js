@@ -1,6 +1,7 @@
 // One WebRTC viewer: recvonly H.264 (and the camera's G.711 audio when it has some), non-trickle
 // ICE (one POST with all candidates).
 import { api, session } from "./api.js";
+import { cameraPath, withDevice } from "./catalog.js";
 
 const ICE_GATHER_TIMEOUT_MS = 2500;
 
@@ -35,10 +36,11 @@ window.addEventListener("pagehide", () => {
 });
 
 export class LiveViewer {
-  // offerPath: where the offer goes; default the camera's live stream (an NVR playback has its own)
-  constructor(channelId, video, onState = () => {}, offerPath = null) {
-    this.channelId = channelId;
-    this.offerPath = offerPath || `/api/live/${channelId}/offer`;
+  // camera: its key "device/channel"; offerPath: where the offer goes, by default the camera's
+  // live stream (an NVR playback has its own)
+  constructor(camera, video, onState = () => {}, offerPath = null) {
+    this.channelId = camera;
+    this.offerPath = offerPath || withDevice(`/api/live/${cameraPath(camera)}/offer`, camera);
     this.video = video;
     this.onState = onState;
     this.pc = null;

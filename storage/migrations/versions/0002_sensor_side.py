@@ -97,6 +97,7 @@ def upgrade() -> None:
     op.create_table(
         "recording_bookmarks",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("device_id", sa.String(length=20), nullable=False),
         sa.Column("channel_id", sa.String(length=20), nullable=False),
         sa.Column("at", storage.models.UtcDateTime(timezone=True), nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
@@ -107,7 +108,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("recording_bookmarks", schema=None) as batch_op:
-        batch_op.create_index("ix_bookmarks_channel_at", ["channel_id", "at"], unique=False)
+        batch_op.create_index(
+            "ix_bookmarks_camera_at", ["device_id", "channel_id", "at"], unique=False
+        )
 
     op.create_table(
         "supervision_reports",
@@ -514,7 +517,7 @@ def downgrade() -> None:
     op.drop_table("installations")
     op.drop_table("supervision_reports")
     with op.batch_alter_table("recording_bookmarks", schema=None) as batch_op:
-        batch_op.drop_index("ix_bookmarks_channel_at")
+        batch_op.drop_index("ix_bookmarks_camera_at")
 
     op.drop_table("recording_bookmarks")
     _create_placeholders()
