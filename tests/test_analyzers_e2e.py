@@ -59,7 +59,7 @@ async def run_clip(services, units, config: dict, profile: str = "enterprise"):
 
 
 def check_jpeg(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
-    assert data[:2] == b"\xff\xd8" and 0 < len(data) <= 4 * 1024 * 1024
+    assert data[:2] == b"\xff\xd8" and 0 < len(data) <= 4_000_000  # the uplink's cap
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert img is not None
     if shape is not None:

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from sip import ids
+from vms.uplink.timing import parse_clock
 
 
 def _gb_id(v: str) -> str:
@@ -307,8 +308,9 @@ class UplinkSettings(Section):
     retry_max_s: float = Field(300.0, gt=0)
     poll_s: float = Field(1.0, gt=0)  # sender re-checks the outbox at least this often
     concurrency: int = Field(8, ge=1)  # cameras posted in parallel per receiver
-    table2_interval_s: float = Field(24 * 3600.0, gt=0)  # Table 2 again after this (and on change)
-    table3_interval_s: float = Field(600.0, gt=0)  # Table 3 run status period
+    table2_at: str = "00:10"  # local HH:MM: Table 2 daily then (and on change, and after a gap)
+    table3_interval_s: float = Field(600.0, gt=0)  # Table 3 period, on the clock from midnight
+    image_max_bytes: int = Field(4_000_000, ge=65_536, le=64 * 1024 * 1024)  # ALARM_IMAGE cap
     company_code: str = Field("", max_length=36)  # COMPANY_CODE; empty → first enterprise's code
     device_name: str = Field("VMS AI analysis server", max_length=100)  # DEVICE_NAME
     device_desc: str = Field("", max_length=500)  # DEVICE_DESC
@@ -320,6 +322,12 @@ class UplinkSettings(Section):
     @classmethod
     def _check_webhooks(cls, v: list[str]) -> list[str]:
         return [check_http_url(u) for u in v]
+
+    @field_validator("table2_at")
+    @classmethod
+    def _check_table2_at(cls, v: str) -> str:
+        parse_clock(v)
+        return v
 
 
 class LiveSettings(Section):

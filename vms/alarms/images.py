@@ -15,7 +15,9 @@ from datetime import datetime
 import cv2
 import numpy as np
 
-MAX_IMAGE_BYTES = 4 * 1024 * 1024  # spec/alarms.md Table 4: ALARM_IMAGE max 4MB
+# spec/alarms.md Table 4: ALARM_IMAGE "max 4MB", read as the strictest receiver would:
+# 4,000,000 bytes (uplink.image_max_bytes changes it)
+MAX_IMAGE_BYTES = 4_000_000
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BMP_MAGIC = b"BM"
@@ -27,7 +29,7 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class PreparedImage:
-    data: bytes  # JPEG bytes, <= MAX_IMAGE_BYTES
+    data: bytes  # JPEG bytes, <= the max_bytes asked for (MAX_IMAGE_BYTES by default)
     error: str  # "" when the given picture was used
 
 
@@ -79,7 +81,7 @@ def normalise(data: bytes, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     return encode_jpeg(decode(data), max_bytes)
 
 
-def placeholder(reason: str, at: datetime | None = None) -> bytes:
+def placeholder(reason: str, at: datetime | None = None, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     """A small grey JPEG that says the picture is unavailable and why."""
     img = np.full((360, 640, 3), 96, np.uint8)
     lines = ["IMAGE UNAVAILABLE", reason[:60]]
@@ -87,24 +89,30 @@ def placeholder(reason: str, at: datetime | None = None) -> bytes:
         lines.append(at.isoformat(timespec="seconds"))
     for i, text in enumerate(lines):
         cv2.putText(img, text, (20, 80 + 60 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
-    return encode_jpeg(img)
+    return encode_jpeg(img, max_bytes)
 
 
-def prepare(snapshot: bytes, raw: bytes = b"", at: datetime | None = None) -> PreparedImage:
+def prepare(
+    snapshot: bytes,
+    raw: bytes = b"",
+    at: datetime | None = None,
+    max_bytes: int = MAX_IMAGE_BYTES,
+) -> PreparedImage:
     """The picture to store for one alarm record (see the module policy)."""
     if not snapshot:
         error = "no snapshot given"
     else:
         try:
-            return PreparedImage(normalise(snapshot), "")
+            return PreparedImage(normalise(snapshot, max_bytes), "")
         except ImageError as exc:
             error = str(exc)
     if raw:
         try:
-            return PreparedImage(normalise(raw), f"snapshot unusable ({error}); raw frame used")
+            used = normalise(raw, max_bytes)
+            return PreparedImage(used, f"snapshot unusable ({error}); raw frame used")
         except ImageError:
             pass
-    return PreparedImage(placeholder(error, at), error)
+    return PreparedImage(placeholder(error, at, max_bytes), error)
 
 
 def image_key(at: datetime, alarm_id: str, status: int) -> str:

@@ -190,7 +190,11 @@ class AlarmService:
     async def _handle(self, event: AlarmEvent) -> Outcome:
         status = int(event.status)
         prepared = await asyncio.to_thread(
-            images.prepare, event.snapshot_jpeg, event.raw_jpeg, event.at
+            images.prepare,
+            event.snapshot_jpeg,
+            event.raw_jpeg,
+            event.at,
+            self.services.settings.uplink.image_max_bytes,
         )
         if prepared.error:
             log.warning("alarm image replaced", alarm_id=event.alarm_id, reason=prepared.error)

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from vms.alarms import codes
+from vms.alarms.images import MAX_IMAGE_BYTES
 
 from . import tables
 
@@ -70,7 +71,9 @@ def _is_time(value: str) -> bool:
     return len(value) == 19
 
 
-def validate_table4(fields: dict[str, str], image: bytes | None) -> list[str]:
+def validate_table4(
+    fields: dict[str, str], image: bytes | None, max_image_bytes: int = MAX_IMAGE_BYTES
+) -> list[str]:
     """Every Table 4 rule of spec/alarms.md §4; an empty list means valid."""
     errors = []
     if not codes.is_uuid36(fields.get(tables.ALARM_ID, "")):
@@ -88,8 +91,8 @@ def validate_table4(fields: dict[str, str], image: bytes | None) -> list[str]:
         errors.append("VIDEO_CODE not 20 digits")
     if not image:
         errors.append("ALARM_IMAGE missing")
-    elif len(image) > 4 * 1024 * 1024:
-        errors.append("ALARM_IMAGE over 4 MB")
+    elif len(image) > max_image_bytes:
+        errors.append(f"ALARM_IMAGE over {max_image_bytes:,} bytes")
     elif cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
         errors.append("ALARM_IMAGE does not decode")
     return errors

@@ -1,5 +1,6 @@
-"""Periodic uplink records: Table 2 (device info, daily and on change) and Table 3 (run
-status every ``uplink.table3_interval_s``, 10 minutes by default).
+"""Periodic uplink records: Table 2 (device info: daily at ``uplink.table2_at``, on change,
+and after a gap) and Table 3 (run status on the clock every ``uplink.table3_interval_s``,
+10 minutes by default); when, is :mod:`vms.uplink.timing`.
 
 Both are written to the outbox like alarms, so they survive restarts and receiver outages.
 Whether Table 2 is due is decided from the outbox itself (the last Table 2 row per
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +25,7 @@ from vms.services import Services
 from vms.tasks import cancel_task
 
 from . import outbox, tables
+from .timing import last_table2_point, next_slot, next_table2_point, parse_clock
 
 log = get_logger("vms.uplink.scheduler")
 
@@ -119,12 +122,16 @@ class UplinkScheduler:
         self._wake = wake
         self._task: asyncio.Task[None] | None = None
         self.device_id = device_id(self.settings.server.data_dir)
+        self.tz = ZoneInfo(self.settings.server.timezone)
 
     def _receivers(self, table: str) -> list[str]:
         attr = f"{table}_url"
         return [r.name for r in self.settings.uplink.receivers if getattr(r, attr)]
 
-    def enqueue_table2(self, session: Session, force: bool = False) -> int:
+    def enqueue_table2(
+        self, session: Session, force: bool = False, now: datetime | None = None
+    ) -> int:
+        """Table 2 to each receiver with none since the last daily point, or an older one."""
         up = self.settings.uplink
         payload = tables.table2(
             self.device_id,
@@ -133,7 +140,8 @@ class UplinkScheduler:
             up.device_name,
             up.device_desc,
         )
-        now = outbox.now_utc()
+        now = now or outbox.now_utc()
+        since = last_table2_point(now, parse_clock(up.table2_at), self.tz)
         due = []
         for name in self._receivers(tables.TABLE2):
             last = session.scalar(
@@ -142,7 +150,7 @@ class UplinkScheduler:
                 .order_by(OutboxItem.id.desc())
                 .limit(1)
             )
-            stale = last is None or now - last.created_at >= timedelta(seconds=up.table2_interval_s)
+            stale = last is None or last.created_at < since
             if force or stale or last.payload != payload:
                 due.append(name)
         outbox.enqueue(session, due, tables.TABLE2, "table2", payload)
@@ -159,24 +167,34 @@ class UplinkScheduler:
         outbox.enqueue(session, names, tables.TABLE3, "table3", payload)
         return len(names)
 
-    async def tick(self) -> None:
+    async def tick(self, table3: bool = True) -> None:
         def work(s: Session) -> int:
             keep = timedelta(seconds=self.settings.uplink.keep_sent_s)
             outbox.purge_sent(s, outbox.now_utc() - keep)
-            return self.enqueue_table2(s) + self.enqueue_table3(s)
+            return self.enqueue_table2(s) + (self.enqueue_table3(s) if table3 else 0)
 
         if await self.services.db.run(work) and self._wake is not None:
             self._wake()
 
+    def next_wake(self, now: datetime) -> tuple[datetime, bool]:
+        """(when to wake, whether for a Table 3 slot): the next slot or daily Table 2 point."""
+        up = self.settings.uplink
+        slot = next_slot(now, up.table3_interval_s, self.tz)
+        daily = next_table2_point(now, parse_clock(up.table2_at), self.tz)
+        return min(slot, daily), slot <= daily
+
     async def _run(self) -> None:
+        table3 = True  # at start: the run status after a restart, then on the clock
         while True:
             try:
-                await self.tick()
+                await self.tick(table3)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep reporting on the next tick
                 log.error("uplink schedule failed", error=repr(exc))
-            await asyncio.sleep(self.settings.uplink.table3_interval_s)
+            wake, table3 = self.next_wake(outbox.now_utc())
+            while (left := (wake - outbox.now_utc()).total_seconds()) > 0:
+                await asyncio.sleep(left)  # a sleep may end a little early: never before
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="uplink-scheduler")
