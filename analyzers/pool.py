@@ -459,7 +459,6 @@ class AnalyzerPool:
                 "note": f.outcome.note,
                 **({"reason": REPORT_REASON[f.rule]} if f.rule in REPORT_REASON else {}),
                 "stream_t": round(f.transition.at, 3),
-                "device_code": self.cfg.device_code,
                 "boxes": [
                     {
                         "label": d.label,

@@ -24,12 +24,24 @@ class TokenResponse(BaseModel):
     expires_in: int
 
 
+UPLINK_CODE = r"^[\x21-\x7e]*$"  # printable ASCII, no spaces: what a receiver files by
+
+
 class OrgIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
     name: str = Field(min_length=1, max_length=200)
     kind: OrgKind
     parent_id: int | None = None
     code: str = Field("", max_length=36)
+    # DEVICE_CODE of the site's analysis device upward (Tables 2-4); "" → derived
+    uplink_device_code: str = Field("", max_length=36, pattern=UPLINK_CODE)
+
+
+class OrgPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    code: str | None = Field(None, max_length=36)
+    uplink_device_code: str | None = Field(None, max_length=36, pattern=UPLINK_CODE)
 
 
 class OrgOut(BaseModel):
@@ -39,6 +51,7 @@ class OrgOut(BaseModel):
     kind: OrgKind
     parent_id: int | None
     code: str
+    uplink_device_code: str
     path: str
 
 

@@ -90,6 +90,10 @@ class Organisation(Base):
     kind: Mapped[OrgKind] = mapped_column(Enum(OrgKind, native_enum=False, length=16))
     name: Mapped[str] = mapped_column(String(200))
     code: Mapped[str] = mapped_column(String(36), default="")  # region or 9-digit enterprise code
+    # DEVICE_CODE of the site's analysis device in Tables 2-4; "" → vms.uplink.identity derives it
+    uplink_device_code: Mapped[str] = mapped_column(
+        String(36), default="", server_default=text("''")
+    )
     path: Mapped[str] = mapped_column(String(400), index=True, default="/")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

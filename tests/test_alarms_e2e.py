@@ -16,8 +16,9 @@ from vms.alarm_component import AlarmComponent
 from vms.alarms import codes
 from vms.services import Services
 from vms.uplink.receiver import Receiver
+from vms.uplink.scheduler import device_id
 
-from .alarms_support import bus_jpeg, event, make_settings, seed_site, wait_until
+from .alarms_support import ENTERPRISE_CODE, bus_jpeg, event, make_settings, seed_site, wait_until
 
 
 def table4(receiver: Receiver) -> list:
@@ -63,7 +64,9 @@ async def test_alarm_and_clear_reach_the_receiver_with_valid_fields(tmp_path) ->
         datetime.strptime(f["ALARM_TIME"], "%Y-%m-%d %H:%M:%S")
         assert f["VIDEO_CODE"] == camera and len(f["VIDEO_CODE"]) == 20 and camera.isdigit()
         assert f["VIDEO_CODE"][9:13] == "0132"
-        assert f["DEVICE_CODE"] == settings.analyzers.device_code
+        # the camera's site is its own analysis device upward, unique to this install
+        install = device_id(settings.server.data_dir)
+        assert f["DEVICE_CODE"] == f"AI-{ENTERPRISE_CODE}-{install[:8]}"
         img = cv2.imdecode(np.frombuffer(got.image, np.uint8), cv2.IMREAD_COLOR)
         expected = cv2.imdecode(np.frombuffer(bus_jpeg(), np.uint8), cv2.IMREAD_COLOR)
         assert img is not None and img.shape == expected.shape

@@ -303,6 +303,29 @@ def test_patch_outside_scope_is_404(site: Site) -> None:
     assert resp.json()["name"] == "a2"
 
 
+def test_a_site_gets_the_device_code_the_province_knows_it_by(site: Site) -> None:
+    """PATCH /api/orgs: DEVICE_CODE checked here (length, characters), never at send time."""
+    c = site.client
+    root, county_admin = site.headers("root"), site.headers("admin_county_a")
+    a1 = f"/api/orgs/{site.orgs['a1'].id}"
+    r = c.patch(a1, json={"uplink_device_code": "AI-CHEM-07"}, headers=county_admin)
+    assert r.status_code == 200 and r.json()["uplink_device_code"] == "AI-CHEM-07"
+    assert c.get("/api/orgs", headers=root).json()  # listed with it
+    for bad in ("x" * 37, "has space", "中文"):
+        assert c.patch(a1, json={"uplink_device_code": bad}, headers=root).status_code == 422
+    assert c.patch(a1, json={"bogus": 1}, headers=root).status_code == 422
+    b1 = f"/api/orgs/{site.orgs['b1'].id}"
+    assert c.patch(b1, json={"name": "x"}, headers=county_admin).status_code == 404
+    assert c.patch(a1, json={"name": "x"}, headers=site.headers("op_a1")).status_code == 403
+    made = c.post(
+        "/api/orgs",
+        json={"name": "新站", "kind": "gas_station", "parent_id": site.orgs["county_a"].id,
+              "code": "370102099", "uplink_device_code": "JYZ-99"},
+        headers=county_admin,
+    )  # fmt: skip
+    assert made.status_code == 201 and made.json()["uplink_device_code"] == "JYZ-99"
+
+
 def test_scoped_admin_cannot_create_outside_its_subtree(site: Site) -> None:
     c, h = site.client, site.headers("admin_county_a")
     outside = {"name": "新厂", "kind": "enterprise", "parent_id": site.orgs["county_b"].id}

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from storage.db import Database
-from storage.models import OutboxItem, OutboxState
+from storage.models import Organisation, OutboxItem, OutboxState
 from storage.objects import LocalObjectStore
 from vms.alarms import codes
 from vms.config import UplinkReceiver
@@ -23,7 +23,14 @@ from vms.uplink.scheduler import UplinkScheduler, device_id, run_status
 from vms.uplink.sender import UplinkSender
 from vms.uplink.transport import HttpTransport
 
-from .alarms_support import make_settings, seed_site, small_jpeg, wait_until
+from .alarms_support import (
+    ENTERPRISE_CODE,
+    STATION_CODE,
+    make_settings,
+    seed_site,
+    small_jpeg,
+    wait_until,
+)
 
 T0 = datetime(2026, 11, 25, 15, 59, 59, tzinfo=UTC)
 
@@ -245,18 +252,32 @@ async def test_tables_2_and_3_are_scheduled_and_delivered(tmp_path: Path) -> Non
         def got(table: str) -> list:
             return [r for r in receiver.snapshot() if r.path == f"/{table}"]
 
-        await wait_until(lambda: len(got("table3")) >= 2, 10, "two Table 3 reports")
+        sites = 3  # the enterprise, the gas station and the other enterprise: each reports
+        await wait_until(lambda: len(got("table3")) >= 2 * sites, 10, "two Table 3 rounds")
         t2 = got("table2")
-        assert len(t2) == 1  # unchanged info is not re-sent within the day
-        assert t2[0].fields["DEVICE_ID"] == device_id(settings.server.data_dir)
-        assert t2[0].fields["COMPANY_CODE"] == "370102001"
+        assert len(t2) == sites  # once per site: unchanged info is not re-sent within the day
+        by_company = {r.fields["COMPANY_CODE"]: r.fields for r in t2}
+        assert set(by_company) == {ENTERPRISE_CODE, STATION_CODE, "370102003"}
+        install = device_id(settings.server.data_dir)
+        assert by_company[ENTERPRISE_CODE]["DEVICE_CODE"] == f"AI-{ENTERPRISE_CODE}-{install[:8]}"
+        assert len({f["DEVICE_ID"] for f in by_company.values()}) == sites
+        assert len({f["DEVICE_CODE"] for f in by_company.values()}) == sites
+        assert all(codes.is_uuid36(f["DEVICE_ID"]) for f in by_company.values())
         assert all(r.errors == [] for r in receiver.snapshot())
+        t3_codes = {r.fields["DEVICE_CODE"] for r in got("table3")}
+        assert t3_codes == {f["DEVICE_CODE"] for f in by_company.values()}
         assert got("table3")[0].fields["RUN_STATUS"] == "1"
         services.analyzers = _Pool(False)
         await wait_until(lambda: got("table3")[-1].fields["RUN_STATUS"] == "0", 10, "status 0")
         settings.uplink.device_desc = "moved to the control room"  # a change → Table 2 again
-        await wait_until(lambda: len(got("table2")) == 2, 10, "Table 2 on change")
-        assert got("table2")[1].fields["DEVICE_DESC"] == "moved to the control room"
+        await wait_until(lambda: len(got("table2")) == 2 * sites, 10, "Table 2 on change")
+        assert got("table2")[-1].fields["DEVICE_DESC"] == "moved to the control room"
+        with db.session() as s:  # a site given the code the province knows it by
+            org = s.scalars(select(Organisation).where(Organisation.code == STATION_CODE)).one()
+            org.uplink_device_code = "JYZ-0001"
+        await wait_until(lambda: len(got("table2")) == 2 * sites + 1, 10, "Table 2 on recode")
+        assert got("table2")[-1].fields["DEVICE_CODE"] == "JYZ-0001"
+        assert got("table2")[-1].fields["COMPANY_CODE"] == STATION_CODE
     finally:
         await scheduler.stop()
         await sender.stop()

@@ -264,7 +264,9 @@ class AnalyzerSettings(Section):
     precision: Literal["auto", "fp32", "int8", "fp16"] = "auto"  # model file; auto → by provider
     device_id: int = Field(0, ge=0)  # GPU used by the CUDA / TensorRT providers
     models_dir: Path | None = None  # empty → server.data_dir/models
-    device_code: str = "VMS-AI-0001"  # DEVICE_CODE of this analysis device (Tables 2-4)
+    # DEVICE_CODE in Tables 2-4 for sites without their own (a node serving one site);
+    # empty → per site, unique to this install (vms.uplink.identity)
+    device_code: str = Field("", max_length=36, pattern=r"^[\x21-\x7e]*$")
     threads: int = Field(1, ge=1)  # onnxruntime intra-op threads per worker process
     ring_slots: int = Field(8, ge=2, le=64)  # shared-memory frame slots per worker (1080p each)
     queue_size: int = Field(64, ge=4)  # access units waiting per worker before dropping
@@ -311,7 +313,8 @@ class UplinkSettings(Section):
     table2_at: str = "00:10"  # local HH:MM: Table 2 daily then (and on change, and after a gap)
     table3_interval_s: float = Field(600.0, gt=0)  # Table 3 period, on the clock from midnight
     image_max_bytes: int = Field(4_000_000, ge=65_536, le=64 * 1024 * 1024)  # ALARM_IMAGE cap
-    company_code: str = Field("", max_length=36)  # COMPANY_CODE; empty → first enterprise's code
+    # COMPANY_CODE for every site (a node serving one site); empty → each site's own code
+    company_code: str = Field("", max_length=36)
     device_name: str = Field("VMS AI analysis server", max_length=100)  # DEVICE_NAME
     device_desc: str = Field("", max_length=500)  # DEVICE_DESC
     webhooks: list[str] = []  # URLs that get a JSON POST for each alarm and clear (best-effort)

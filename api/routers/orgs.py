@@ -10,7 +10,7 @@ from storage.models import Organisation, User
 
 from ..deps import ADMIN, HUMANS, CallerDep, SessionDep, require_roles, visible_org
 from ..orgs import OrgTreeError, create_org
-from ..schemas import OrgIn, OrgOut, UserIn, UserOut
+from ..schemas import OrgIn, OrgOut, OrgPatch, UserIn, UserOut
 from ..security import hash_password
 
 router = APIRouter(prefix="/api", tags=["organisations"])
@@ -36,9 +36,20 @@ def _visible_org(caller: CallerDep, session: SessionDep, org_id: int | None) -> 
 def add_org(body: OrgIn, caller: CallerDep, session: SessionDep) -> Organisation:
     parent = _visible_org(caller, session, body.parent_id)
     try:
-        return create_org(session, body.name, body.kind, parent, body.code)
+        org = create_org(session, body.name, body.kind, parent, body.code)
     except OrgTreeError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    org.uplink_device_code = body.uplink_device_code
+    return org
+
+
+@router.patch("/orgs/{org_id}", response_model=OrgOut, dependencies=[require_roles(*ADMIN)])
+def update_org(org_id: int, body: OrgPatch, caller: CallerDep, session: SessionDep) -> Organisation:
+    """Rename, recode, or give a site the DEVICE_CODE the province knows it by."""
+    org = visible_org(caller, session, org_id)
+    for field, value in body.model_dump(exclude_none=True).items():
+        setattr(org, field, value)
+    return org
 
 
 @router.get("/users", response_model=list[UserOut], dependencies=[require_roles(*ADMIN)])

@@ -27,6 +27,8 @@ from vms.logging import get_logger
 from vms.services import Services
 from vms.tasks import cancel_task
 from vms.uplink import outbox, tables
+from vms.uplink.identity import site_identity
+from vms.uplink.scheduler import device_id
 
 from . import codes, images
 from .journal import EventJournal, from_record, to_record
@@ -166,6 +168,15 @@ class AlarmService:
         self._wake_uplink = wake_uplink
         self.webhooks = webhooks
         self._locks: dict[str, asyncio.Lock] = {}
+        self.install_id = device_id(services.settings.server.data_dir)  # Table 2's DEVICE_ID
+
+    def device_code(self, org: Organisation | None) -> str:
+        """DEVICE_CODE of the camera's site (vms.uplink.identity); a camera of no known
+        site gets the node's configured code, else one unique to this install."""
+        configured = self.settings.analyzers.device_code
+        if org is None:
+            return configured or f"AI-unknown-{self.install_id[:8]}"
+        return site_identity(self.install_id, org, configured).device_code
 
     @classmethod
     def from_services(cls, services: Services, spool_retry_s: float = 5.0) -> AlarmService:
@@ -324,7 +335,7 @@ class AlarmService:
                 rule=event.rule,
                 active=True,
                 video_code=event.channel_id,
-                device_code=self.settings.analyzers.device_code,
+                device_code=self.device_code(org),
                 raised_at=event.at,
                 image_key=key,
                 detail=detail,
@@ -363,7 +374,7 @@ class AlarmService:
             status,
             event.at,
             self.settings.server.timezone,
-            self.settings.analyzers.device_code,
+            alarm.device_code,  # the clear carries the alarm's, even if the site's changed
             event.channel_id,
         )
         outbox.enqueue(s, self._table4_receivers(), tables.TABLE4, event.channel_id, payload, key)

@@ -19,12 +19,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import Organisation, OrgKind, OutboxItem
+from storage.models import Device, OutboxItem
 from vms.logging import get_logger
 from vms.services import Services
 from vms.tasks import cancel_task
 
 from . import outbox, tables
+from .identity import SiteIdentity, site_identity, sites
 from .timing import last_table2_point, next_slot, next_table2_point, parse_clock
 
 log = get_logger("vms.uplink.scheduler")
@@ -73,12 +74,13 @@ def _analysed_channels(pool: Any, media: Any) -> list[Any]:
     return list(channels()) if callable(channels) else []
 
 
-def run_status(services: Services) -> bool:
+def run_status(services: Services, devices: set[str] | None = None) -> bool:
     """RUN_STATUS: True when the analyzer pool runs and every stream it analyses is healthy.
 
     No analyzer pool → 0 (the device is not analysing).  The pool is unhealthy when its
     ``healthy()`` (or ``stats()["healthy"]``) says so; a stream when the hub has none for an
-    analysed camera, reports ``healthy: False``, or its state is lost/closed.
+    analysed camera, reports ``healthy: False``, or its state is lost/closed.  With
+    ``devices`` (a site's device IDs) only that site's cameras count.
     """
     pool = services.analyzers
     if pool is None or _healthy(pool) is False:
@@ -90,6 +92,8 @@ def run_status(services: Services) -> bool:
     if callable(verdict):
         return bool(verdict())
     for ch in _analysed_channels(pool, media):
+        if devices is not None and getattr(ch, "device_id", None) not in devices:
+            continue
         st = media.stats(ch)
         if not isinstance(st, dict) or st.get("healthy") is False:
             return False
@@ -98,19 +102,8 @@ def run_status(services: Services) -> bool:
     return True
 
 
-def company_code(session: Session, configured: str) -> str:
-    if configured:
-        return configured
-    code = session.scalar(
-        select(Organisation.code)
-        .where(
-            Organisation.kind.in_([OrgKind.enterprise, OrgKind.gas_station]),
-            Organisation.code != "",
-        )
-        .order_by(Organisation.id)
-        .limit(1)
-    )
-    return code or ""
+def site_devices(session: Session, org_id: int) -> set[str]:
+    return set(session.scalars(select(Device.device_id).where(Device.org_id == org_id)))
 
 
 class UplinkScheduler:
@@ -123,49 +116,79 @@ class UplinkScheduler:
         self._task: asyncio.Task[None] | None = None
         self.device_id = device_id(self.settings.server.data_dir)
         self.tz = ZoneInfo(self.settings.server.timezone)
+        self._uncoded: set[int] = set()  # sites logged for having no code
 
     def _receivers(self, table: str) -> list[str]:
         attr = f"{table}_url"
         return [r.name for r in self.settings.uplink.receivers if getattr(r, attr)]
 
+    def identities(self, session: Session) -> list[SiteIdentity]:
+        """Each site's identity; a site without COMPANY_CODE is logged once and left out."""
+        out = []
+        for org in sites(session):
+            ident = site_identity(
+                self.device_id,
+                org,
+                self.settings.analyzers.device_code,
+                self.settings.uplink.company_code,
+            )
+            if ident.company_code:
+                out.append(ident)
+            elif org.id not in self._uncoded:
+                self._uncoded.add(org.id)
+                log.error("site without a code: no Table 2/3 for it", org_id=org.id, name=org.name)
+        return out
+
     def enqueue_table2(
         self, session: Session, force: bool = False, now: datetime | None = None
     ) -> int:
-        """Table 2 to each receiver with none since the last daily point, or an older one."""
+        """Table 2 per site to each receiver with none since the last daily point, or an
+        older one than the site's info now."""
         up = self.settings.uplink
-        payload = tables.table2(
-            self.device_id,
-            self.settings.analyzers.device_code,
-            company_code(session, up.company_code),
-            up.device_name,
-            up.device_desc,
-        )
         now = now or outbox.now_utc()
         since = last_table2_point(now, parse_clock(up.table2_at), self.tz)
-        due = []
-        for name in self._receivers(tables.TABLE2):
-            last = session.scalar(
-                select(OutboxItem)
-                .where(OutboxItem.receiver == name, OutboxItem.table == tables.TABLE2)
-                .order_by(OutboxItem.id.desc())
-                .limit(1)
-            )
-            stale = last is None or last.created_at < since
-            if force or stale or last.payload != payload:
-                due.append(name)
-        outbox.enqueue(session, due, tables.TABLE2, "table2", payload)
-        return len(due)
+        count = 0
+        for ident in self.identities(session):
+            payload = tables.table2(
+                ident.device_id, ident.device_code, ident.company_code, up.device_name,
+                up.device_desc,
+            )  # fmt: skip
+            key = f"table2-{ident.org_id}"
+            due = []
+            for name in self._receivers(tables.TABLE2):
+                last = session.scalar(
+                    select(OutboxItem)
+                    .where(
+                        OutboxItem.receiver == name,
+                        OutboxItem.table == tables.TABLE2,
+                        OutboxItem.ordering_key == key,
+                    )
+                    .order_by(OutboxItem.id.desc())
+                    .limit(1)
+                )
+                stale = last is None or last.created_at < since
+                if force or stale or last.payload != payload:
+                    due.append(name)
+            outbox.enqueue(session, due, tables.TABLE2, key, payload)
+            count += len(due)
+        return count
 
     def enqueue_table3(self, session: Session) -> int:
-        payload = tables.table3(
-            self.settings.analyzers.device_code,
-            outbox.now_utc(),
-            self.settings.server.timezone,
-            run_status(self.services),
-        )
+        """Table 3 per site: its analysis device's status from its own cameras."""
         names = self._receivers(tables.TABLE3)
-        outbox.enqueue(session, names, tables.TABLE3, "table3", payload)
-        return len(names)
+        if not names:
+            return 0
+        count = 0
+        for ident in self.identities(session):
+            payload = tables.table3(
+                ident.device_code,
+                outbox.now_utc(),
+                self.settings.server.timezone,
+                run_status(self.services, site_devices(session, ident.org_id)),
+            )
+            outbox.enqueue(session, names, tables.TABLE3, f"table3-{ident.org_id}", payload)
+            count += len(names)
+        return count
 
     async def tick(self, table3: bool = True) -> None:
         def work(s: Session) -> int:
