@@ -17,6 +17,7 @@ from collections import Counter
 from sip.auth import authorization_header, parse_digest
 from sip.message import SipResponse, parse_datagram
 
+from .api_flood_attacker import open_idle
 from .sip_attack import register
 from .sip_support import DOMAIN, SERVER_ID
 
@@ -107,12 +108,7 @@ async def guesses(port: int, device_ids: list[str], per_id: int, statuses: Count
 async def idle_tcp(port: int, count: int, until: float) -> tuple[int, int]:
     """Open ``count`` connections that never speak; how many opened, how many the platform
     closed before ``until``."""
-    conns = []
-    for _ in range(count):
-        try:
-            conns.append(await asyncio.open_connection("127.0.0.1", port))
-        except OSError:
-            pass
+    conns = await open_idle(port, count)
     await asyncio.sleep(max(0.0, until - time.monotonic()))
     closed = 0
     for reader, writer in conns:

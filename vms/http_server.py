@@ -21,29 +21,25 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from sip.transport import fd_cap
 from vms.config import ServerSettings
 from vms.logging import get_logger
 
 log = get_logger("vms.http")
 
 MAX_HEADER_BYTES = 64 * 1024  # a request's line and headers; more → 431 and closed
-FD_SHARE = 4  # the HTTP listener may use at most 1/FD_SHARE of the open-file limit
-
-
-def fd_limit() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft if soft > 0 else 1024
 
 
 def connection_cap(configured: int) -> int:
-    """``server.max_connections``, never more than a quarter of the open-file limit."""
-    cap = max(1, min(configured, fd_limit() // FD_SHARE))
+    """``server.max_connections``, never more than a quarter of the open-file limit (the
+    share SIP/TCP gets too: :func:`sip.transport.fd_cap`)."""
+    cap = fd_cap(configured)
     if cap < configured:
         log.warning(
             "http connection cap lowered to a quarter of the open-file limit",
             configured=configured,
             cap=cap,
-            fd_limit=fd_limit(),
+            fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         )
     return cap
 
