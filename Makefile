@@ -74,7 +74,8 @@ lint: install
 
 # make bench BENCH_ARGS=--quick for a short run of every benchmark.
 bench: install models testdata
-	@shopt -s nullglob; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b $(BENCH_ARGS) || exit 1; done
+	@shopt -s nullglob; failed=""; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b $(BENCH_ARGS) || failed="$$failed $$b"; done; \
+	  if [ -n "$$failed" ]; then echo "benchmarks below their goal or failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -14,11 +14,13 @@ import vms
 from vms.logging import get_logger, worth_logging
 from vms.services import Services
 
+from .audit import AuditTrail
 from .health import HealthCheck
 from .limits import RequestLimits
 from .routers import (
     alarms,
     analyzers,
+    audit,
     auth,
     cascade,
     contacts,
@@ -29,6 +31,7 @@ from .routers import (
     gateways,
     ingest_push,
     installations,
+    intake,
     live,
     orgs,
     playback,
@@ -62,6 +65,8 @@ def create_app(services: Services) -> FastAPI:
         settings.auth.login_max_failures, settings.auth.login_window_s
     )
     server = settings.server
+    # Added first, so it runs inside the limits: a refused flood costs no audit writes.
+    app.add_middleware(AuditTrail, db=services.db)  # type: ignore[arg-type] - pure ASGI
     app.add_middleware(
         RequestLimits,  # type: ignore[arg-type] - a pure ASGI middleware
         jwt_secret=app.state.jwt_secret,
@@ -75,6 +80,7 @@ def create_app(services: Services) -> FastAPI:
 
     for module in (
         auth,
+        audit,
         orgs,
         devices,
         device_alarms,
@@ -98,6 +104,7 @@ def create_app(services: Services) -> FastAPI:
         sensor_import,
         sensor_readings,
         ingest_push,
+        intake,
         supervision,
     ):
         app.include_router(module.router)

@@ -12,6 +12,7 @@ exist.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Query, status
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from sip import ids
 from sip.channel_ref import ChannelRef
-from storage.models import Channel, Device
+from storage.models import Channel, Device, Role
 
 from .deps import Caller
 
@@ -109,3 +110,21 @@ def camera_visible(
         Device.org_id,
     )
     return inner.exists()
+
+
+def sees_camera(services: Any, caller: Caller, camera: ChannelRef) -> bool:
+    """Whether the caller may see this camera (a global administrator sees every one)."""
+    if caller.org_path is None:
+        return True
+    with services.db.session() as s:
+        return camera in visible_refs(caller, s, [camera])
+
+
+async def may_manage(services: Any, caller: Caller, owner: str, camera: ChannelRef) -> bool:
+    """A live or playback session is its viewer's; an administrator also manages those of
+    cameras in its scope (a county administrator does not reach another county's)."""
+    if owner == caller.user.username:
+        return True
+    return caller.role == Role.admin and await asyncio.to_thread(
+        sees_camera, services, caller, camera
+    )

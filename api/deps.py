@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import jwt
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Select, func, select
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from storage.models import Organisation, Role, User
 from vms.services import Services
 
-from .security import decode_token
+from .accounts import TokenRefused, token_user
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -70,19 +70,53 @@ def get_caller(
             status.HTTP_401_UNAUTHORIZED, "not authenticated", {"WWW-Authenticate": "Bearer"}
         )
     try:
-        claims = decode_token(request.app.state.jwt_secret, token)
-        user_id = int(claims["sub"])
-    except (jwt.InvalidTokenError, KeyError, ValueError):
+        user, claims = token_user(session, request.app.state.jwt_secret, token)
+    except TokenRefused as exc:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "invalid or expired token", {"WWW-Authenticate": "Bearer"}
+            status.HTTP_401_UNAUTHORIZED, str(exc), {"WWW-Authenticate": "Bearer"}
         ) from None
-    user = session.get(User, user_id)
-    if user is None or not user.is_active:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "user disabled or removed")
+    request.state.token_claims = claims  # sign-out revokes this very token
     path = user.org.path if user.org is not None else None
-    if path is None and user.role != Role.admin:
-        path = "/nonexistent/"  # a non-admin without an organisation sees nothing
-    return Caller(user, path)
+    if (path is None and user.role != Role.admin) or user.role == Role.auditor:
+        # A non-admin without an organisation sees nothing; an auditor reads the audit
+        # trail (api/routers/audit.py scopes it) and no operational data at all.
+        path = "/nonexistent/"
+    caller = Caller(user, path)
+    # For the audit trail, as plain values: the session is closed when the entry is written.
+    request.state.audit_actor = {
+        "actor": user.username,
+        "actor_id": user.id,
+        "role": user.role.value,
+        "org_id": user.org_id,
+    }
+    auth = request.app.state.services.settings.auth
+    if request.url.path not in PASSWORD_CHANGE_PATHS and password_change_due(
+        user, auth.password_max_age_days
+    ):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "password change required: POST /api/auth/password",
+        )
+    return caller
+
+
+# What a user whose password must be changed may still do.
+PASSWORD_CHANGE_PATHS = frozenset({"/api/auth/me", "/api/auth/password", "/api/auth/logout"})
+
+
+def password_change_due(user: User, max_age_days: int) -> bool:
+    """Set by someone else (bootstrap, an admin's reset) or older than the allowed age.
+
+    Not for ``uplink`` machine clients: they post with a token an administrator issued
+    (``POST /api/users/{id}/token``), and there is no one to change a password."""
+    if user.role == Role.uplink:
+        return False
+    if user.must_change_password:
+        return True
+    if max_age_days <= 0:
+        return False
+    changed = user.password_changed_at or user.created_at
+    return datetime.now(UTC) - changed > timedelta(days=max_age_days)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -127,3 +161,4 @@ def require_roles(*roles: Role) -> Any:
 ADMIN = (Role.admin,)
 STAFF = (Role.admin, Role.operator)
 HUMANS = (Role.admin, Role.operator, Role.enterprise)
+AUDITORS = (Role.auditor,)

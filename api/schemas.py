@@ -22,6 +22,18 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
+    password_change_required: bool = False  # only /api/auth/password works until it is changed
+
+
+class MachineTokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttl_days: int = Field(365, ge=1, le=3650)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
 
 
 UPLINK_CODE = r"^[\x21-\x7e]*$"  # printable ASCII, no spaces: what a receiver files by
@@ -53,12 +65,14 @@ class OrgOut(BaseModel):
     code: str
     uplink_device_code: str
     path: str
+    # on PATCH: the site's cameras with analysis on that have no VIDEO_CODE (fix each one)
+    cameras_without_video_code: list[str] = []
 
 
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    password: str = Field(min_length=8, max_length=256)
+    password: str = Field(min_length=1, max_length=256)  # policy: api.security.password_problem
     role: Role
     org_id: int | None = None
 
@@ -70,6 +84,26 @@ class UserOut(BaseModel):
     role: Role
     org_id: int | None
     is_active: bool
+    must_change_password: bool = False
+    locked_until: datetime | None = None
+    failed_logins: int = 0
+
+
+class MeOut(UserOut):
+    password_change_required: bool  # forced, or the password is older than allowed
+
+
+class UserPatch(BaseModel):
+    """An administrator's change to a user; each one that alters what its tokens allow
+    (role, organisation, disabling, a new password) revokes the tokens it holds."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Role | None = None
+    org_id: int | None = None
+    move_to_top: bool = Field(False, description="org_id null: no organisation (global admin)")
+    is_active: bool | None = None
+    password: str | None = Field(None, min_length=1, max_length=256)
+    unlock: bool = False
 
 
 class DeviceIn(BaseModel):
@@ -140,6 +174,8 @@ class ChannelOut(BaseModel):
     record_enabled: bool
     analysis: dict
     record_schedule: list[dict] = []  # as stored: ScheduleWindow items
+    uplink_video_code: str = ""  # the province's code for the camera, when set by hand
+    video_code: str | None = None  # VIDEO_CODE its alarms go upward with; None → not reportable
 
 
 class ChannelPatch(BaseModel):
@@ -149,6 +185,8 @@ class ChannelPatch(BaseModel):
     # validated like PUT /api/analyzers/channels/{id}; null → analysis off
     analysis: AnalysisConfig | None = None
     record_schedule: ScheduleList | None = None  # [] or null → record around the clock
+    # VIDEO_CODE the province knows the camera by (checked against its site); "" → none
+    uplink_video_code: str | None = Field(None, max_length=36)
 
     @field_validator("record_schedule", mode="after")
     @classmethod

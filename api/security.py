@@ -53,10 +53,36 @@ def load_or_create_secret(configured: str, data_dir: Path) -> str:
     return secret
 
 
-def create_token(secret: str, user_id: int, role: str, ttl_s: int) -> str:
+def create_token(secret: str, user_id: int, role: str, ttl_s: int, version: int = 0) -> str:
+    """``ver`` is the user's token_version: raising it there revokes this token."""
     now = datetime.now(UTC)
-    claims = {"sub": str(user_id), "role": role, "iat": now, "exp": now + timedelta(seconds=ttl_s)}
+    claims = {
+        "jti": secrets.token_hex(16),  # what a sign-out revokes
+        "sub": str(user_id),
+        "role": role,
+        "ver": version,
+        "iat": now,
+        "exp": now + timedelta(seconds=ttl_s),
+    }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+_CLASSES = (str.islower, str.isupper, str.isdigit)
+
+
+def password_problem(password: str, username: str, min_length: int) -> str | None:
+    """Why a new password is refused (GB/T 22239 level 3 complexity), or None when it is fine."""
+    if len(password) < min_length:
+        return f"password must have at least {min_length} characters"
+    kinds = sum(any(test(c) for c in password) for test in _CLASSES)
+    kinds += any(not c.isalnum() for c in password)
+    if kinds < 3:
+        return (
+            "password must mix at least three of: lower case, upper case, digits, other characters"
+        )
+    if username and username.lower() in password.lower():
+        return "password must not contain the username"
+    return None
 
 
 def decode_token(secret: str, token: str) -> dict[str, Any]:

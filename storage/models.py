@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -109,6 +110,7 @@ class Role(enum.StrEnum):
     operator = "operator"
     enterprise = "enterprise"
     uplink = "uplink"
+    auditor = "auditor"  # reads the audit trail and nothing else (separation of duties)
 
 
 class User(Base):
@@ -121,8 +123,28 @@ class User(Base):
     org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Identification (GB/T 22239 level 3): consecutive failed logins lock the account for a
+    # while; a password set by someone else must be changed at the next login; tokens carry
+    # token_version, so raising it (password, role, organisation, disable, sign-out) revokes
+    # every token issued before.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column()
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    password_changed_at: Mapped[datetime | None] = mapped_column()
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     org: Mapped[Organisation | None] = relationship()
+
+
+class RevokedToken(Base):
+    """A token signed out before it expired (its JWT id); kept until it would have expired."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 # --- devices and channels ----------------------------------------------------
@@ -193,6 +215,10 @@ class Channel(Base):
     analysis: Mapped[dict[str, Any]] = mapped_column(default=dict)  # rules, zones, schedule
     # weekly recording windows, local time: [{"days": [1..7], "start", "end"}]; [] → always
     record_schedule: Mapped[list[Any]] = mapped_column(default=list)
+    # VIDEO_CODE the province knows this camera by, when the channel ID is not that code.
+    uplink_video_code: Mapped[str] = mapped_column(
+        String(20), default="", server_default=text("''")
+    )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     device: Mapped[Device] = relationship(back_populates="channels")
@@ -233,8 +259,13 @@ class Alarm(Base):
     alarm_type: Mapped[str] = mapped_column(String(2))  # code of the profile's table
     rule: Mapped[str] = mapped_column(String(32), default="")  # fire, smoke, no_helmet, ...
     active: Mapped[bool] = mapped_column(Boolean, default=True)  # False once cleared
-    video_code: Mapped[str] = mapped_column(String(36))
+    video_code: Mapped[str] = mapped_column(String(36))  # the camera's channel ID
     device_code: Mapped[str] = mapped_column(String(36), default="")
+    # VIDEO_CODE sent upward in Table 4 (alarm and clear); "" → the camera had none: kept here,
+    # not reported (vms.uplink.identity)
+    uplink_video_code: Mapped[str] = mapped_column(
+        String(36), default="", server_default=text("''")
+    )
     raised_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     cleared_at: Mapped[datetime | None] = mapped_column()
     image_key: Mapped[str] = mapped_column(String(255), default="")
@@ -336,7 +367,9 @@ class OutboxItem(Base):
 
 # The sensor side lives in its own module; importing it here puts its tables into
 # Base.metadata wherever the models are loaded (migrations, autogenerate checks).
+from storage import audit_models as _audit_models  # noqa: E402,F401
 from storage import cascade_models as _cascade_models  # noqa: E402,F401
 from storage import device_alarm_models as _device_alarm_models  # noqa: E402,F401
 from storage import download_models as _download_models  # noqa: E402,F401
+from storage import intake_models as _intake_models  # noqa: E402,F401
 from storage import sensor_models as _sensor_models  # noqa: E402,F401

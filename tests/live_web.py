@@ -11,9 +11,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from storage.models import Alarm, Channel, Organisation, Profile, RecordingSegment
+from storage.models import Alarm, Channel, Organisation, Profile, RecordingSegment, User
 from vms.app import Application, open_services
 from vms.config import load_settings
 from vms.demo import demo_components, seed_demo
@@ -66,6 +66,10 @@ class LiveNode:
             demo={"devices": 1, "channels": 2},
         )
         self.services = open_services(self.settings)
+        with self.services.db.session() as s:
+            # The bootstrap admin must change its password at first login (tested in
+            # test_accounts_browser.py); the other browser tests log in with the known one.
+            s.execute(update(User).values(must_change_password=False))
         if demo:
             seed_demo(self.services)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import io
 import json
 from collections.abc import AsyncIterator
@@ -99,6 +100,7 @@ async def test_closed_loop_transitions(node: Node) -> None:
     assert r.status_code == 409 and "acknowledged" in r.json()["detail"]
     assert (await act("comment", "called the shift lead")).status_code == 200
     assert (await act("handle", "helmet handed out")).status_code == 200
+    await node.services.alarms.handle(event(node.site.cameras[0], 0, ev.alarm_id))  # rule over
     assert (await act("false_alarm", "it was a cap")).json()["false_alarm"] is True
     assert (await act("false_alarm")).status_code == 409
     r = await act("close", "done")
@@ -110,6 +112,67 @@ async def test_closed_loop_transitions(node: Node) -> None:
         "acknowledge", "comment", "handle", "false_alarm", "close"
     ]  # fmt: skip
     assert detail["actions"][0]["note"] == "on it" and detail["actions"][0]["user_id"]
+
+
+async def _act(node: Node, alarm_id: str, action: str, note: str = "", **kw) -> httpx.Response:
+    body = {"action": action, "note": note, **kw}
+    return await node.client.post(
+        f"/api/alarms/{alarm_id}/actions", json=body, headers=node.auth("ent")
+    )
+
+
+async def test_ending_an_alarm_whose_rule_holds_says_so_and_clears_it_once(
+    tmp_path: Path,
+) -> None:
+    """Closed (or marked false) while active only with force and a note; the province then
+    gets the Table 4 clear, with a picture, once: the analyzer's later clear is a replay."""
+    receiver = Receiver().start()
+    receivers = [{"name": "prov", "table4_url": receiver.url("table4"), "timeout_s": 2}]
+    try:
+        async for node in _node(tmp_path, receivers=receivers):
+            cam = node.site.cameras[0]
+            ev, wrong = event(cam), event(cam)
+            for e in (ev, wrong):
+                await node.services.alarms.handle(e)
+            act = functools.partial(_act, node)
+            for action in ("acknowledge", "handle"):
+                assert (await act(ev.alarm_id, action)).status_code == 200
+            r = await act(ev.alarm_id, "close", "done")
+            assert r.status_code == 409 and "condition still holds" in r.json()["detail"]
+            assert "force" in r.json()["detail"]
+            assert (await act(ev.alarm_id, "close", " ", force=True)).status_code == 422
+            assert (await act(wrong.alarm_id, "false_alarm", "a cap")).status_code == 409
+            r = await act(ev.alarm_id, "close", "helmet on, detector lags", force=True)
+            assert r.status_code == 200
+            closed = r.json()
+            assert closed["handling"] == "closed" and not closed["active"]
+            assert closed["cleared_at"] and closed["clear_image_url"]
+            ended = closed["detail"]["ended_while_active"]
+            assert ended["action"] == "close" and ended["note"] == "helmet on, detector lags"
+            assert ended["user_id"] == closed["actions"][-1]["user_id"]
+            r = await act(wrong.alarm_id, "false_alarm", "a cap, not a bare head", force=True)
+            assert r.status_code == 200 and r.json()["false_alarm"] and not r.json()["active"]
+            assert r.json()["handling"] == "new"  # handling goes on as usual
+
+            # the analyzer clears later (its rule stopped holding): nothing more goes up
+            for e in (ev, wrong):
+                late = await node.services.alarms.handle(event(cam, 0, e.alarm_id))
+                assert not late.created
+            await wait_until(lambda: len(receiver.snapshot()) == 4, 10, "alarms and clears")
+            await asyncio.sleep(0.5)
+            posts = receiver.snapshot()
+            assert sorted((p.fields["ALARM_ID"], p.fields["ALARM_STATUS"]) for p in posts) == (
+                sorted((e.alarm_id, st) for e in (ev, wrong) for st in "01")
+            )
+            assert all(p.image and not p.errors for p in posts)
+            # closing a cleared alarm needs nothing more
+            later = event(cam)
+            await node.services.alarms.handle(later)
+            await node.services.alarms.handle(event(cam, 0, later.alarm_id))
+            for action in ("acknowledge", "handle", "close"):
+                assert (await act(later.alarm_id, action)).status_code == 200
+    finally:
+        receiver.stop()
 
 
 async def test_scoping_hides_other_enterprises_alarms(node: Node) -> None:

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NVRS, TCP_NVRS = 100, 20
 FLOOD_S = 6.0
 TCP_CAP = 150
+RATE, RATE_S = 5000.0, 5.0  # issue 17's offered load, for a short while
 
 
 @dataclass
@@ -77,7 +78,9 @@ async def flood_node(services: Services) -> AsyncIterator[FloodNode]:
         await server.close()
 
 
-async def _attacker(port: int, guess_ids: list[str]) -> dict:
+async def _attacker(
+    port: int, guess_ids: list[str], seconds: float = FLOOD_S, tcp: int = 300, rate: float = 0
+) -> dict:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -85,16 +88,20 @@ async def _attacker(port: int, guess_ids: list[str]) -> dict:
         "--port",
         str(port),
         "--seconds",
-        str(FLOOD_S),
+        str(seconds),
         "--tcp",
-        "300",
+        str(tcp),
         "--guess-ids",
         ",".join(guess_ids),
+        "--rate",
+        str(rate),
+        "--sockets",
+        "1" if rate else "2",
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), FLOOD_S + 60)
+    out, err = await asyncio.wait_for(proc.communicate(), seconds + 60)
     assert proc.returncode == 0, err.decode()[-2000:]
     return json.loads(out.decode().strip().splitlines()[-1])
 
@@ -172,4 +179,42 @@ async def test_nvrs_keep_alive_through_a_register_and_tcp_flood(services: Servic
             f"({rate:.0f}/s), {flood['tcp_opened']} idle TCP (evicted {stats['tcp_evicted']}, "
             f"idle-closed {stats['tcp_idle_closed']}); {NVRS} NVRs online throughout; probe "
             f"keepalive p99 {p99:.0f} ms, max {latencies[-1] * 1000:.0f} ms over {len(latencies)}"
+        )
+
+
+async def test_nvrs_keep_alive_through_a_fixed_rate_flood_past_capacity(services: Services) -> None:
+    """5,000 junk REGISTERs/s (issue 17's load; ``bench/sip_flood.py`` runs it for 30 s), more
+    than one core answers on a small machine: the UDP socket overflows and NVRs' keepalives
+    are dropped with the junk, yet their retransmissions get through — none goes offline or
+    re-registers, and no junk makes a row."""
+    async with flood_node(services) as node:
+        server = node.server
+        probe_id = nvr_id(NVRS + 1)
+        probe = SimulatedNvr(nvr_config(server, n=NVRS + 1, password=node.passwords[probe_id]))
+        await probe.start(wait=True)
+        probe.keepalive_enabled = False
+        stop, latencies = asyncio.Event(), []
+        watchers = [
+            asyncio.create_task(_watch(node, stop)),
+            asyncio.create_task(_probe(probe, stop, latencies)),
+        ]
+        try:
+            flood = await _attacker(server.port, [], seconds=RATE_S, tcp=0, rate=RATE)
+        finally:
+            stop.set()
+            await asyncio.gather(*watchers)
+            await probe.stop(unregister=False)
+        assert flood["register_sent"] >= 0.9 * RATE * RATE_S, flood  # the load was offered
+        assert set(flood["register_statuses"]) <= {"401"} and flood["register_answered"] > 0
+        assert node.online_min[0] == NVRS
+        assert [n.state.losses for n in node.nvrs] == [0] * NVRS
+        assert [n.state.keepalive_failures for n in node.nvrs] == [0] * NVRS
+        with services.db.session() as s:
+            assert s.scalar(select(func.count()).select_from(Device)) == NVRS + 1
+        latencies.sort()
+        print(
+            f"\nfixed-rate flood: {flood['register_sent']} junk REGISTERs in {flood['send_s']} s "
+            f"({flood['register_sent'] / flood['send_s']:.0f}/s), answered "
+            f"{flood['register_answered']}; {NVRS} NVRs online throughout; probe keepalive "
+            f"p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
         )

@@ -156,7 +156,7 @@ def test_roles(client: TestClient, services: Services) -> None:
             ("machine", Role.uplink, None),
         ]
     )
-    new_user = {"username": "x", "password": "long-enough", "role": "enterprise", "org_id": ent.id}
+    new_user = {"username": "x", "password": "Long-enough1", "role": "enterprise", "org_id": ent.id}
     assert client.post("/api/users", json=new_user, headers=op).status_code == 403
     assert client.get("/api/users", headers=ent_h).status_code == 403
     assert client.get("/api/users", headers=op).status_code == 403
@@ -169,7 +169,7 @@ def test_roles(client: TestClient, services: Services) -> None:
     resp = client.post("/api/users", json=new_user, headers=root)
     assert resp.status_code == 201 and resp.json()["role"] == "enterprise"
     assert client.post("/api/users", json=new_user, headers=root).status_code == 409
-    assert _login(client, "x", "long-enough")
+    assert _login(client, "x", "Long-enough1")
 
 
 # --- organisation scoping (both databases) --------------------------------------------------
@@ -339,7 +339,7 @@ def test_scoped_admin_cannot_create_outside_its_subtree(site: Site) -> None:
     wrong_kind = {"name": "x", "kind": "city", "parent_id": site.orgs["county_a"].id}
     resp = c.post("/api/orgs", json=wrong_kind, headers=h)
     assert resp.status_code == 422 and "city cannot be placed under county" in resp.text
-    user = {"username": "b", "password": "long-enough", "role": "enterprise"}
+    user = {"username": "b", "password": "Long-enough-1", "role": "enterprise"}
     resp = c.post("/api/users", json={**user, "org_id": site.orgs["b1"].id}, headers=h)
     assert resp.status_code == 404
     resp = c.post("/api/users", json={**user, "org_id": site.orgs["a1"].id}, headers=h)

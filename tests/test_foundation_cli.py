@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -198,8 +199,11 @@ def test_busy_port_stops_start_up_with_a_clear_line(tmp_path: Path, busy: str) -
 def test_admin_create_user_refuses_bad_input(tmp_path: Path) -> None:
     env = vms_env(tmp_path, SHORT_PW="short")
     result = run_vms(["admin", "create-user", "bob", "--password-env", "SHORT_PW"], env, tmp_path)
-    assert result.returncode != 0 and "at least 8 characters" in one_line(result.stderr)
-    env["GOOD_PW"] = "long-enough-pw"
+    assert result.returncode != 0 and "at least 10 characters" in one_line(result.stderr)
+    env["WEAK_PW"] = "onlylowercaseletters"
+    result = run_vms(["admin", "create-user", "bob", "--password-env", "WEAK_PW"], env, tmp_path)
+    assert result.returncode != 0 and "at least three of" in one_line(result.stderr)
+    env["GOOD_PW"] = "Long-enough-pw1"
     result = run_vms(
         ["admin", "create-user", "bob", "--password-env", "GOOD_PW", "--org", "999"], env, tmp_path
     )
@@ -211,11 +215,34 @@ def test_admin_create_user_refuses_bad_input(tmp_path: Path) -> None:
     assert result.returncode != 0 and "database unreachable" in one_line(result.stderr)
 
 
+def test_admin_verify_audit_checks_the_chain_from_the_console(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from storage.audit_models import AuditRecord, append
+    from storage.db import Database
+
+    env = vms_env(tmp_path)
+    result = run_vms(["admin", "verify-audit"], env, tmp_path)
+    assert result.returncode == 0 and json.loads(result.stdout)["entries"] == 0, result.stderr
+    db = Database(f"sqlite:///{tmp_path / 'data' / 'vms.db'}")
+    db.open()
+    for i in range(3):
+        with db.session() as s:
+            append(s, AuditRecord(action="login", actor=f"u{i}"))
+    with db.engine.begin() as conn:  # past the append-only trigger, as an intruder would
+        conn.execute(text("DROP TRIGGER audit_log_no_update"))
+        conn.execute(text("UPDATE audit_log SET outcome = 'failed' WHERE id = 2"))
+    db.close()
+    result = run_vms(["admin", "verify-audit"], env, tmp_path)
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and report["ok"] is False and report["first_bad_id"] == 2
+
+
 # --- serve ----------------------------------------------------------------------------------
 
 
 def test_serve_admin_user_and_clean_exit_on_signals(tmp_path: Path, servers: list[Server]) -> None:
-    env = vms_env(tmp_path, OPS_PASSWORD="ops-password-123")
+    env = vms_env(tmp_path, OPS_PASSWORD="Watch-floor-123")
     created = run_vms(
         ["admin", "create-user", "ops", "--password-env", "OPS_PASSWORD"], env, tmp_path
     )
@@ -230,7 +257,7 @@ def test_serve_admin_user_and_clean_exit_on_signals(tmp_path: Path, servers: lis
         docs = httpx.get(server.base + "/docs", timeout=10)
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         assert httpx.get(server.base + "/openapi.json", timeout=10).status_code == 200
-        headers = login(server.base, "ops", "ops-password-123")
+        headers = login(server.base, "ops", "Watch-floor-123")
         resp = httpx.get(server.base + "/api/devices", headers=headers, timeout=10)
         assert resp.status_code == 200 and resp.json() == []
         bad = httpx.post(

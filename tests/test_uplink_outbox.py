@@ -292,7 +292,7 @@ async def test_multipart_transport_sends_fields_and_image_part_with_token() -> N
     rx = UplinkReceiver(name="p", table4_url=receiver.url("table4"), token="Bearer s3cret")
     transport = HttpTransport(rx)
     try:
-        payload = tables.table4(str(uuid.uuid4()), "2", 1, T0, "UTC", "d", "3" * 20)
+        payload = tables.table4(str(uuid.uuid4()), "2", 1, T0, "UTC", "d", "37010200101320000003")
         result = await transport.post("table4", payload, small_jpeg())
         assert result.ok and result.status == 200
         got = receiver.snapshot()[0]

@@ -126,6 +126,9 @@ def bootstrap_admin(services: Services) -> None:
                     username=auth.admin_username,
                     password_hash=hash_password(auth.admin_password),
                     role=Role.admin,
+                    # A password kept in a settings file is a bootstrap secret, not the
+                    # admin's own: it works once, to set one.
+                    must_change_password=True,
                 )
             )
             log.info("bootstrap admin created", username=auth.admin_username)
@@ -177,7 +180,8 @@ class Application:
                 raise StartupError(f"HTTP server could not listen on {s.host}:{s.port}")
             await asyncio.sleep(0.02)
         port = self._http_socket.getsockname()[1]
-        log.info("http listening", url=f"http://{s.host}:{port}")
+        scheme = "https" if s.tls_cert_file else "http"
+        log.info("http listening", url=f"{scheme}://{s.host}:{port}")
         # What start-up made (modules, routes, schemas, models) lives as long as the process:
         # out of the collector's sight, a full collection walks only what came since, and
         # stops the loop (SIP, RTP, /healthz) for milliseconds instead of hundreds of them.

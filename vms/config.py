@@ -63,6 +63,30 @@ class ServerSettings(Section):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # larger request bodies → 413
     max_requests: int = Field(32, ge=1)  # requests handled at once, all callers; more → 503
     max_requests_per_user: int = Field(8, ge=1)  # at once per user (or address); more → 429
+    # HTTPS for the API and the web UI: PEM certificate (chain) and key, both or neither
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> ServerSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        if self.tls_cert_file:
+            check_tls_pair(self.tls_cert_file, self.tls_key_file)
+        return self
+
+
+def check_tls_pair(cert_file: str, key_file: str) -> None:
+    """The certificate and key load and belong together; else start-up stops naming them."""
+    import ssl
+
+    for path in (cert_file, key_file):
+        if not Path(path).is_file():
+            raise ValueError(f"{path} does not exist")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"certificate {cert_file} and key {key_file} do not load: {exc}") from None
 
 
 class DatabaseSettings(Section):
@@ -98,6 +122,10 @@ class AuthSettings(Section):
     admin_password: str = ""
     login_max_failures: int = Field(5, ge=1)  # per username+client in login_window_s
     login_window_s: int = Field(300, gt=0)
+    lockout_failures: int = Field(10, ge=1)  # consecutive failures, any client, lock the account
+    lockout_s: int = Field(900, gt=0)
+    password_min_length: int = Field(10, ge=8, le=128)
+    password_max_age_days: int = Field(90, ge=0)  # 0 → passwords never expire
 
     @field_validator("jwt_secret")
     @classmethod
@@ -282,13 +310,21 @@ class UplinkReceiver(Section):
     format: Literal["multipart", "json"] = "multipart"
     auth_header: str = "Authorization"
     token: str = ""
-    verify_tls: bool = True
+    verify_tls: bool = True  # false is logged as a warning at every start
+    ca_file: str = ""  # PEM CA bundle of a receiver with a private CA (verified against it)
     timeout_s: float = Field(10.0, gt=0)
 
     @field_validator("table2_url", "table3_url", "table4_url")
     @classmethod
     def _check_url(cls, v: str) -> str:
         return check_http_url(v) if v else v
+
+    @field_validator("ca_file")
+    @classmethod
+    def _check_ca(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError(f"{v} does not exist")
+        return v
 
 
 def check_http_url(v: str) -> str:
@@ -320,6 +356,7 @@ class UplinkSettings(Section):
     webhooks: list[str] = []  # URLs that get a JSON POST for each alarm and clear (best-effort)
     webhook_token: str = ""  # sent as "Authorization: Bearer <token>" when set
     keep_sent_s: float = Field(30 * 24 * 3600.0, gt=0)  # delivered outbox rows kept this long
+    relay_intake: bool = True  # Tables 2/3/4 received from below are passed on to receivers
 
     @field_validator("webhooks")
     @classmethod

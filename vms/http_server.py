@@ -213,6 +213,9 @@ def uvicorn_config(app: Any, settings: ServerSettings, **extra: Any) -> uvicorn.
         settings.header_timeout_s,
         settings.send_timeout_s,
     )
+    if settings.tls_cert_file:  # HTTPS: TLS 1.2 at least, the certificate from settings
+        extra.setdefault("ssl_certfile", settings.tls_cert_file)
+        extra.setdefault("ssl_keyfile", settings.tls_key_file)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -12,16 +12,23 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, select
 from sqlalchemy.orm import selectinload
 
 from storage.models import Alarm, Channel, HandlingState, Organisation, Profile
-from storage.objects import ObjectNotFound, ObjectStoreError
+from storage.objects import ObjectStoreError
 from vms.alarms import codes
-from vms.alarms.handling import UPDATED, InvalidTransition, apply_action, updated_data
-from vms.alarms.service import camera_device, clip_url
+from vms.alarms.handling import (
+    UPDATED,
+    InvalidTransition,
+    MissingNote,
+    apply_action,
+    check_action,
+    updated_data,
+)
+from vms.alarms.service import AlarmRejected, camera_device, clip_url
 from vms.alarms.stats import statistics
 
 from ..deps import (
@@ -34,6 +41,7 @@ from ..deps import (
     require_roles,
     under_org,
 )
+from ..pictures import picture_response
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
@@ -49,6 +57,7 @@ class AlarmOut(BaseModel):
     video_code: str
     device_id: str = ""  # the camera's device: with video_code, the camera ("" once it is gone)
     device_code: str
+    uplink_video_code: str = ""  # VIDEO_CODE of its Table 4 records; "" → not reported
     raised_at: datetime
     cleared_at: datetime | None
     handling: HandlingState
@@ -78,6 +87,9 @@ class AlarmDetail(AlarmOut):
 class ActionIn(BaseModel):
     action: Literal["acknowledge", "handle", "close", "false_alarm", "comment"]
     note: str = Field("", max_length=2000)
+    force: bool = Field(
+        False, description="close / mark false although the rule still holds (with a note)"
+    )
 
 
 def _image_path(alarm: Alarm, st: int) -> str:
@@ -276,14 +288,33 @@ def act_on_alarm(
 ) -> AlarmOut:
     """acknowledge, handle, close (in that order), false_alarm, comment; others → 409.
 
-    Committed here, then pushed as ``alarm.updated`` (scoped like ``alarm.raised``), so every
-    operator's alarm list shows the new state without reloading.
+    Closing or marking false an alarm that is still active (its rule holds) is a 409 unless
+    ``force`` with a note (422 without): it is then cleared first, so the province gets its
+    Table 4 clear now, once.  Committed here, then pushed as ``alarm.updated`` (scoped like
+    ``alarm.raised``), so every operator's alarm list shows the new state without reloading.
     """
     alarm = visible_alarm(caller, session, alarm_id)
     try:
+        held = check_action(alarm, body.action, body.note, body.force)
+    except MissingNote as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    except InvalidTransition as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    if held:
+        _end_by_hand(services, session, alarm, body.note)
+    try:
         record = apply_action(
-            session, alarm, body.action, caller.user.id, body.note, datetime.now(UTC)
+            session,
+            alarm,
+            body.action,
+            caller.user.id,
+            body.note,
+            datetime.now(UTC),
+            body.force,
+            ended_while_active=held,
         )
+    except MissingNote as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     except InvalidTransition as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     org = session.get(Organisation, alarm.org_id) if alarm.org_id is not None else None
@@ -293,6 +324,21 @@ def act_on_alarm(
     anyio.from_thread.run_sync(lambda: services.events.publish(UPDATED, **data))
     session.refresh(alarm)
     return to_out(alarm, AlarmDetail)
+
+
+def _end_by_hand(services: Any, session: SessionDep, alarm: Alarm, note: str) -> None:
+    """Clear the alarm through the alarm service (its own transaction, the camera's order),
+    then re-read it here; the handling step follows in this session."""
+    if services.alarms is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the alarm service is not running: try again"
+        )
+    session.commit()  # nothing of ours is held while the service writes the clear
+    try:
+        anyio.from_thread.run(services.alarms.end_by_hand, alarm.alarm_id, note.strip())
+    except AlarmRejected as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"cannot clear the alarm: {exc}") from None
+    session.refresh(alarm)
 
 
 @router.get("/{alarm_id}/image", dependencies=[require_roles(*HUMANS)])
@@ -309,16 +355,10 @@ def alarm_image(
     key = alarm.image_key if status_ == 1 else alarm.clear_image_key
     if not key:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no picture for this record")
-    try:
-        url = services.objects.url(key)
-        if url:
-            return RedirectResponse(url, status.HTTP_307_TEMPORARY_REDIRECT)
-        data = services.objects.get(key)
-    except (ObjectNotFound, ObjectStoreError):
-        spool = getattr(services.alarms, "spool", None)
-        data = spool.get(key) if spool is not None else None
-        if data is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "picture not available yet") from None
-    return Response(
-        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    spool = getattr(services.alarms, "spool", None)
+    return picture_response(
+        services.objects,
+        key,
+        "picture not available yet",
+        spool.get if spool is not None else None,
     )

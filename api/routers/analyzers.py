@@ -20,6 +20,7 @@ from analyzers.manifest import ManifestError, ModelMissing
 from sip.channel_ref import ChannelRef
 from storage.models import Channel
 from vms.analyzer_component import profile_of
+from vms.uplink.identity import not_reportable_reason, reports_alarms
 
 from ..channel_scope import DeviceQuery, camera_ref, visible_channel, visible_refs
 from ..deps import HUMANS, Caller, CallerDep, ServicesDep, require_roles
@@ -117,6 +118,17 @@ async def put_analysis(
             status_code=422,
         )
     raw = config.model_dump(mode="json")
+
+    def unreportable(s: Session) -> str:
+        """Alarms it would raise could not go upward (no VIDEO_CODE): refused, not dropped."""
+        table4 = any(r.table4_url for r in services.settings.uplink.receivers)
+        if not table4 or not reports_alarms(raw):
+            return ""
+        return not_reportable_reason(s.get(Channel, pk))
+
+    reason = await services.db.run(unreportable)
+    if reason:
+        return JSONResponse({"detail": reason}, status_code=422)
 
     def save(s: Session) -> None:
         s.get(Channel, pk).analysis = raw

@@ -7,7 +7,7 @@ import secrets
 from anyio import from_thread
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from analyzers.config import AnalysisConfig
@@ -15,6 +15,12 @@ from analyzers.engine import ConfigRejected, check_config
 from analyzers.manifest import ManifestError, ModelMissing
 from storage.models import Alarm, Channel, Device, Organisation
 from vms.analyzer_component import profile_of
+from vms.uplink.identity import (
+    channel_video_code,
+    not_reportable_reason,
+    reports_alarms,
+    video_code_problem,
+)
 
 from ..channel_scope import camera_ref
 from ..deps import (
@@ -120,9 +126,65 @@ def delete_device(device_id: str, caller: CallerDep, session: SessionDep) -> Non
     response_model=list[ChannelOut],
     dependencies=[require_roles(*HUMANS)],
 )
-def list_channels(device_id: str, caller: CallerDep, session: SessionDep) -> list[Channel]:
+def list_channels(device_id: str, caller: CallerDep, session: SessionDep) -> list[ChannelOut]:
     device = visible_device(caller, session, device_id)
-    return sorted(device.channels, key=lambda c: c.channel_id)
+    return [channel_out(c) for c in sorted(device.channels, key=lambda c: c.channel_id)]
+
+
+def channel_out(channel: Channel) -> ChannelOut:
+    """The API shape, with the VIDEO_CODE the camera's alarms go upward with (or None)."""
+    out = ChannelOut.model_validate(channel)
+    out.video_code = channel_video_code(channel) or None
+    return out
+
+
+def video_code_refused(
+    services: ServicesDep, caller: Caller, session: SessionDep, channel: Channel, changes: dict
+) -> None:
+    """Raise 422/409 for an ``uplink_video_code`` that is not the camera's provincial code
+    (form, the site's 9-digit code, another camera's), and 422 for analysis that would raise
+    alarms with no VIDEO_CODE to send them with while a Table 4 receiver is configured."""
+    override: str | None = None
+    if "uplink_video_code" in changes:
+        if caller.role not in ADMIN:  # the identity the province files alarms under
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "only an administrator sets uplink_video_code"
+            )
+        override = changes["uplink_video_code"] = (changes["uplink_video_code"] or "").strip()
+    if override:
+        problem = video_code_problem(override, channel.device.org)
+        if problem:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"uplink_video_code: {problem}"
+            )
+        taken = session.scalar(
+            select(Channel)
+            .where(Channel.id != channel.id)
+            .where(
+                or_(
+                    Channel.uplink_video_code == override,
+                    and_(Channel.channel_id == override, Channel.uplink_video_code == ""),
+                )
+            )
+            .limit(1)
+        )
+        if taken is not None:
+            org = taken.device.org
+            whose = (  # named only to a caller who may see that camera
+                f"camera {taken.device.device_id}/{taken.channel_id}'s"
+                if caller.sees_path(org.path if org is not None else None)
+                else "another camera's"
+            )
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"VIDEO_CODE {override} is already {whose}"
+            )
+    if not any(r.table4_url for r in services.settings.uplink.receivers):
+        return
+    analysis = changes.get("analysis", channel.analysis)
+    if reports_alarms(analysis) and {"analysis", "uplink_video_code"} & changes.keys():
+        reason = not_reportable_reason(channel, override)
+        if reason:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, reason)
 
 
 @router.patch(
@@ -137,7 +199,7 @@ def patch_channel(
     caller: CallerDep,
     session: SessionDep,
     services: ServicesDep,
-) -> Channel:
+) -> ChannelOut:
     device = visible_device(caller, session, device_id)
     channel = next((c for c in device.channels if c.channel_id == channel_id), None)
     if channel is None:
@@ -151,6 +213,7 @@ def patch_channel(
         if rejected is not None:
             return rejected  # type: ignore[return-value]
         changes["analysis"] = analysis.model_dump(mode="json")
+    video_code_refused(services, caller, session, channel, changes)
     for name, value in changes.items():
         setattr(channel, name, value)
     session.commit()  # before the event: listeners (the recorder) re-read the channel
@@ -162,7 +225,7 @@ def patch_channel(
             "channel.updated", device_id=device_id, channel_id=channel_id, fields=sorted(changes)
         )
     )
-    return channel
+    return channel_out(channel)
 
 
 def analysis_rejected(

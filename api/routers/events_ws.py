@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import jwt
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 
-from storage.models import Role, User
+from storage.models import Role
 
-from ..security import decode_token
+from ..accounts import TokenRefused, token_user
+from ..deps import password_change_due
 
 router = APIRouter(tags=["events"])
 
@@ -24,13 +24,14 @@ WS_POLICY_VIOLATION = status.WS_1008_POLICY_VIOLATION
 
 def _caller_path(services: object, token: str, secret: str) -> tuple[bool, str | None]:
     """(allowed, org_path) for a token; org_path None means everything."""
-    try:
-        user_id = int(decode_token(secret, token)["sub"])
-    except (jwt.InvalidTokenError, KeyError, ValueError):
-        return False, None
     with services.db.session() as s:  # type: ignore[attr-defined]
-        user = s.get(User, user_id)
-        if user is None or not user.is_active:
+        try:
+            user, _claims = token_user(s, secret, token)
+        except TokenRefused:
+            return False, None
+        if user.role in (Role.auditor, Role.uplink):
+            return False, None  # the audit trail, or a machine posting tables: not for them
+        if password_change_due(user, services.settings.auth.password_max_age_days):  # type: ignore[attr-defined]
             return False, None
         if user.org is not None:
             return True, user.org.path

@@ -14,9 +14,8 @@ from pydantic import BaseModel, Field
 
 from sip import ids
 from sip.channel_ref import ChannelRef
-from storage.models import Role
 
-from ..channel_scope import DeviceQuery, visible_camera
+from ..channel_scope import DeviceQuery, may_manage, visible_camera, visible_refs
 from ..deps import ADMIN, HUMANS, CallerDep, ServicesDep, SessionDep, require_roles
 
 router = APIRouter(prefix="/api/live", tags=["live"])
@@ -77,14 +76,44 @@ async def offer(
 
 
 @router.delete("/sessions/{session_id}", status_code=204, dependencies=[require_roles(*HUMANS)])
-async def hangup(session_id: str, caller: CallerDep, live: Annotated[Any, Depends(_live)]) -> None:
+async def hangup(
+    session_id: str,
+    caller: CallerDep,
+    services: ServicesDep,
+    live: Annotated[Any, Depends(_live)],
+) -> None:
+    """The viewer's own session, or one an administrator's scope holds the camera of."""
     session = live.sessions.get(session_id)
-    if session is None or (session.user != caller.user.username and caller.role != Role.admin):
+    if session is None or not await may_manage(services, caller, session.user, session.channel):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"live session {session_id} not found")
     await live.hangup(session_id)
 
 
 @router.get("/sessions", dependencies=[require_roles(*ADMIN)])
-def sessions(live: Annotated[Any, Depends(_live)]) -> dict[str, Any]:
-    """Viewers, their channels and what was forwarded (for the operators' status page)."""
-    return live.stats()
+def sessions(
+    caller: CallerDep, session: SessionDep, live: Annotated[Any, Depends(_live)]
+) -> dict[str, Any]:
+    """Viewers, their channels and what was forwarded (for the operators' status page), of
+    the cameras in the administrator's scope."""
+    stats = live.stats()
+    if caller.org_path is None:
+        return stats
+    rows = [*stats.get("sessions", []), *stats.get("relays", [])]
+    refs = {(r["device_id"], r["channel_id"]): _ref(r) for r in rows}
+    seen = visible_refs(caller, session, [c for c in refs.values() if c is not None])
+
+    def mine(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in items if refs[(r["device_id"], r["channel_id"])] in seen]
+
+    return {
+        **stats,
+        "sessions": mine(stats.get("sessions", [])),
+        "relays": mine(stats.get("relays", [])),
+    }
+
+
+def _ref(row: dict[str, Any]) -> ChannelRef | None:
+    try:
+        return ChannelRef(row["device_id"], row["channel_id"])
+    except ValueError:
+        return None

@@ -1,8 +1,9 @@
 """Watching the NVR's own recording under control: open a playback session, watch it over
 WebRTC, pause / resume / change speed / seek it (MANSRTSP to the device), close it.
 
-Sessions belong to the user who opened them (an administrator sees all); the camera is
-scoped like every camera route, so another organisation's camera is a 404.
+Sessions belong to the user who opened them (an administrator also reaches those of the
+cameras in its scope); the camera is scoped like every camera route, so another
+organisation's camera is a 404.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from pydantic import BaseModel, Field
 from sip import ids
 from sip.channel_ref import ChannelRef
 from sip.media_api import PlayError
-from storage.models import Role
 from vms.recording.playback_sessions import SPEEDS, PlaybackRefused, PlaybackSession
 
-from ..channel_scope import visible_camera
+from ..channel_scope import may_manage, visible_camera
 from ..deps import HUMANS, Caller, CallerDep, ServicesDep, require_roles
 
 router = APIRouter(prefix="/api/playback", tags=["playback"])
@@ -69,9 +69,9 @@ def _sessions(services: ServicesDep) -> Any:
 Sessions = Annotated[Any, Depends(_sessions)]
 
 
-def _owned(sessions: Any, caller: Caller, session_id: str) -> PlaybackSession:
+async def _owned(services: Any, sessions: Any, caller: Caller, session_id: str) -> PlaybackSession:
     session = sessions.get(session_id)
-    if session is None or (session.user != caller.user.username and caller.role != Role.admin):
+    if session is None or not await may_manage(services, caller, session.user, session.channel):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"playback session {session_id} not found")
     return session
 
@@ -108,17 +108,19 @@ async def open_session(
 
 
 @router.get("/sessions/{session_id}", dependencies=[require_roles(*HUMANS)])
-def get_session(session_id: str, caller: CallerDep, sessions: Sessions) -> dict[str, Any]:
+async def get_session(
+    session_id: str, caller: CallerDep, services: ServicesDep, sessions: Sessions
+) -> dict[str, Any]:
     """State, speed and the position in the recording (poll it for the clock)."""
-    return _out(_owned(sessions, caller, session_id))
+    return _out(await _owned(services, sessions, caller, session_id))
 
 
 @router.post("/sessions/{session_id}/control", dependencies=[require_roles(*HUMANS)])
 async def control(
-    session_id: str, body: ControlIn, caller: CallerDep, sessions: Sessions
+    session_id: str, body: ControlIn, caller: CallerDep, services: ServicesDep, sessions: Sessions
 ) -> dict[str, Any]:
     """Pause, resume, speed (``speed``) or seek (``at``): MANSRTSP INFO to the device."""
-    _owned(sessions, caller, session_id)
+    await _owned(services, sessions, caller, session_id)
     try:
         session = await sessions.control(
             session_id, body.action, speed=body.speed, at=utc(body.at) if body.at else None
@@ -143,7 +145,7 @@ async def offer(
     """Answer a browser's WebRTC offer with the session's video (H.264 as the NVR sent it)."""
     from vms.live.service import LiveError
 
-    session = _owned(sessions, caller, session_id)
+    session = await _owned(services, sessions, caller, session_id)
     live = services.live
     if live is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "live view is not running")
@@ -163,7 +165,9 @@ async def offer(
 
 
 @router.delete("/sessions/{session_id}", status_code=204, dependencies=[require_roles(*HUMANS)])
-async def close_session(session_id: str, caller: CallerDep, sessions: Sessions) -> None:
+async def close_session(
+    session_id: str, caller: CallerDep, services: ServicesDep, sessions: Sessions
+) -> None:
     """Stop the playback (BYE to the device)."""
-    _owned(sessions, caller, session_id)
+    await _owned(services, sessions, caller, session_id)
     await sessions.close(session_id)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+import av
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -284,7 +285,8 @@ def export_clip(
     except NothingToExport as exc:
         out.unlink(missing_ok=True)
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except (ObjectStoreError, OSError, ValueError) as exc:
+    except (ObjectStoreError, OSError, ValueError, av.error.FFmpegError) as exc:
+        # FFmpegError: a stored segment that is not MPEG-TS (cut short, damaged)
         out.unlink(missing_ok=True)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"export failed: {exc}") from None
     headers = {

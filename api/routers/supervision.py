@@ -212,9 +212,14 @@ def list_reports(
 
 @router.post("/reports", response_model=ReportOut, dependencies=[require_roles(*ADMIN)])
 def make_report(
-    body: ReportIn, session: SessionDep, services: ServicesDep, response: Response
+    body: ReportIn,
+    caller: CallerDep,
+    session: SessionDep,
+    services: ServicesDep,
+    response: Response,
 ) -> ReportOut:
-    """Make the report of a finished period now (201), or return the stored one (200).
+    """Make the report of a finished period now (201), or return the stored one (200); the
+    answer holds the rows of the caller's subtree, like ``GET /reports/{id}``.
 
     The period's daily figures are recomputed from the event histories first, so a period
     the server was down for gets its figures too."""
@@ -251,7 +256,7 @@ def make_report(
                 "period_end": period.end.isoformat(),
             }
             anyio.from_thread.run_sync(lambda: services.events.publish(REPORT_EVENT, **data))
-    return _out(report.id, ReportBody.model_validate(report.body))
+    return _out(report.id, scoped_body(ReportBody.model_validate(report.body), caller.org_path))
 
 
 @router.get("/reports/{report_id}", response_model=ReportOut, dependencies=[require_roles(*HUMANS)])

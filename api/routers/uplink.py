@@ -1,6 +1,11 @@
 """Provincial uplink outbox: counts, items (dead letters among them), re-send, sender status.
 
-Administrators only: the outbox spans every organisation.
+Administrators, scoped: each row reports on one site — Tables 2 and 3 name it in their
+ordering key (``table2-<org id>``), Table 4 through its ALARM_ID's alarm — so an administrator
+of a county sees, counts and re-sends the rows of its subtree only; rows of no site of ours
+(records relayed from the level below) and the sender's node-wide figures are for global
+administrators.  The ``uplink`` role is the level below's sender: it posts to ``/api/intake``
+and has no business with this node's own outbox.
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, func, literal, or_, select
 
-from storage.models import OutboxItem, OutboxState
+from storage.models import Alarm, Organisation, OutboxItem, OutboxState
 from vms.uplink import outbox
+from vms.uplink.tables import TABLE2, TABLE3, TABLE4
 
-from ..deps import ADMIN, ServicesDep, SessionDep, require_roles
+from ..deps import ADMIN, Caller, CallerDep, ServicesDep, SessionDep, require_roles
 
 router = APIRouter(prefix="/api/uplink", tags=["uplink"], dependencies=[require_roles(*ADMIN)])
 
@@ -42,9 +48,46 @@ class ResendIn(BaseModel):
     receiver: str | None = None
 
 
+def in_scope(caller: Caller) -> ColumnElement[bool] | None:
+    """Outbox rows of sites in the caller's subtree (``None``: every row, a global admin).
+
+    No column holds a row's site, so it is found the way the rows are written: the ordering
+    key of a site's Table 2/3 rows, the alarm of a Table 4 row."""
+    if caller.org_path is None:
+        return None
+    orgs = select(Organisation.id).where(Organisation.path.startswith(caller.org_path))
+    site_key = exists().where(
+        Organisation.path.startswith(caller.org_path),
+        OutboxItem.ordering_key == OutboxItem.table + literal("-") + cast(Organisation.id, String),
+    )
+    alarm = exists().where(
+        Alarm.alarm_id == OutboxItem.payload["ALARM_ID"].as_string(), Alarm.org_id.in_(orgs)
+    )
+    return or_(
+        and_(OutboxItem.table.in_((TABLE2, TABLE3)), site_key),
+        and_(OutboxItem.table == TABLE4, alarm),
+    )
+
+
+def scoped(caller: Caller, stmt: Select[Any]) -> Select[Any]:
+    condition = in_scope(caller)
+    return stmt if condition is None else stmt.where(condition)
+
+
+def _counts(caller: Caller, session: SessionDep) -> list[dict[str, Any]]:
+    if caller.org_path is None:
+        return outbox.counts(session)
+    cols = (OutboxItem.receiver, OutboxItem.table, OutboxItem.state)
+    rows = session.execute(
+        scoped(caller, select(*cols, func.count())).group_by(*cols).order_by(*cols)
+    ).all()
+    return [{"receiver": r, "table": t, "state": s.value, "count": n} for r, t, s, n in rows]
+
+
 @router.get("/status")
-def uplink_status(services: ServicesDep, session: SessionDep) -> dict[str, Any]:
-    """Configured receivers, live sender figures and outbox counts per receiver/table/state."""
+def uplink_status(caller: CallerDep, services: ServicesDep, session: SessionDep) -> dict[str, Any]:
+    """Configured receivers, live sender figures (global administrators) and outbox counts per
+    receiver/table/state of the caller's subtree."""
     sender = services.uplink
     return {
         "receivers": [
@@ -55,13 +98,15 @@ def uplink_status(services: ServicesDep, session: SessionDep) -> dict[str, Any]:
             }
             for r in services.settings.uplink.receivers
         ],
-        "sender": sender.stats() if sender is not None else {},
-        "outbox": outbox.counts(session),
+        # node-wide: what every site sent and why it failed
+        "sender": sender.stats() if sender is not None and caller.org_path is None else {},
+        "outbox": _counts(caller, session),
     }
 
 
 @router.get("/outbox", response_model=list[OutboxOut])
 def list_outbox(
+    caller: CallerDep,
     session: SessionDep,
     state: OutboxState | None = None,
     receiver: str | None = None,
@@ -70,7 +115,7 @@ def list_outbox(
     offset: int = Query(0, ge=0),
 ) -> list[OutboxItem]:
     """Newest first; ``state=dead`` lists the dead letters."""
-    stmt = select(OutboxItem)
+    stmt = scoped(caller, select(OutboxItem))
     if state is not None:
         stmt = stmt.where(OutboxItem.state == state)
     if receiver is not None:
@@ -81,9 +126,18 @@ def list_outbox(
 
 
 @router.post("/outbox/resend")
-def resend_dead(body: ResendIn, session: SessionDep, services: ServicesDep) -> dict[str, int]:
-    """Dead letters back to pending (due now, age restarted); the sender is woken."""
-    count = outbox.resend(session, body.ids, body.receiver, outbox.now_utc())
+def resend_dead(
+    body: ResendIn, caller: CallerDep, session: SessionDep, services: ServicesDep
+) -> dict[str, int]:
+    """Dead letters (of the caller's subtree) back to pending, due now, age restarted; the
+    sender is woken."""
+    ids = body.ids
+    if caller.org_path is not None:
+        stmt = scoped(caller, select(OutboxItem.id).where(OutboxItem.state == OutboxState.dead))
+        if ids is not None:
+            stmt = stmt.where(OutboxItem.id.in_(ids))
+        ids = list(session.scalars(stmt))
+    count = outbox.resend(session, ids, body.receiver, outbox.now_utc())
     session.commit()
     if services.uplink is not None:
         services.uplink.wake_threadsafe()

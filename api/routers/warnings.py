@@ -13,13 +13,12 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from storage.models import HandlingState
-from storage.objects import ObjectNotFound, ObjectStoreError
 from storage.sensor_models import RecordingBookmark, SensorWarning, WarningLevel
 from vms.warning import handling
 from vms.warning.escalation import next_notice_at, onsite_due_at
@@ -36,6 +35,7 @@ from ..deps import (
     require_roles,
     under_org,
 )
+from ..pictures import picture_response
 
 router = APIRouter(prefix="/api/warnings", tags=["warnings"])
 
@@ -396,13 +396,4 @@ def warning_snapshot(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such bookmark for this warning")
     if not mark.snapshot_key:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no picture from this camera (yet)")
-    try:
-        url = services.objects.url(mark.snapshot_key)
-        if url:
-            return RedirectResponse(url, status.HTTP_307_TEMPORARY_REDIRECT)
-        data = services.objects.get(mark.snapshot_key)
-    except (ObjectNotFound, ObjectStoreError):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "picture not available") from None
-    return Response(
-        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
-    )
+    return picture_response(services.objects, mark.snapshot_key)

@@ -1,6 +1,6 @@
 // Operator UI: login, device tree, live wall (WebRTC), alarms with live pop-ups, replay (HLS),
 // sensors (live values, trends), sensor warnings (escalation, handling) and offline supervision.
-import { ApiError, api, login, logout, session } from "./js/api.js";
+import { ApiError, api, login, logout, session, setToken } from "./js/api.js";
 import { AlarmPush, AlarmsView } from "./js/alarms.js";
 import { DeviceAlarmsPanel, deviceAlarmToast } from "./js/device_alarms.js";
 import { renderDevices } from "./js/devices.js";
@@ -10,8 +10,9 @@ import { SensorsView } from "./js/sensors.js";
 import { SupervisionView } from "./js/supervision.js";
 import { WarningsView, warningSnapshot, warningToast } from "./js/warnings.js";
 import { cameraKey, invalidate } from "./js/catalog.js";
+import { IntakeView } from "./js/intake.js";
 
-const VIEWS = ["devices", "live", "alarms", "replay", "sensors", "warnings", "supervision"];
+const VIEWS = ["devices", "live", "alarms", "replay", "sensors", "warnings", "supervision", "intake"];
 const $ = id => document.getElementById(id);
 
 // A camera is named by its key "device/channel" (or a bare channel ID the views resolve).
@@ -29,6 +30,7 @@ let replayView = new ReplayView();
 let sensorsView = new SensorsView(actions);
 let warningsView = new WarningsView(actions);
 let supervisionView = new SupervisionView(actions);
+let intakeView = new IntakeView();
 const push = new AlarmPush($("toasts"), actions, (alarm, kind) => {
   refreshBadge();
   if (current === "alarms") alarmsView.refresh();
@@ -85,6 +87,7 @@ async function go(name, args = {}) {
     else if (name === "sensors") await sensorsView.mount(root);
     else if (name === "warnings") await warningsView.mount(root, args.warningId);
     else if (name === "supervision") await supervisionView.mount(root);
+    else if (name === "intake") await intakeView.mount(root);
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) root.replaceChildren(document.createTextNode(e.message));
   }
@@ -123,12 +126,19 @@ async function refreshBadge() {
 async function show() {
   const loggedIn = !!session.token;
   $("login-view").hidden = loggedIn;
+  $("password-view").hidden = true;
   $("app-view").hidden = !loggedIn;
   $("nav").hidden = !loggedIn;
   $("logout").hidden = !loggedIn;
   if (!loggedIn) { $("who").textContent = ""; return; }
   try { session.me = await api("/api/auth/me"); } catch (_) { return; }
   $("who").textContent = `${session.me.username} (${session.me.role})`;
+  // A password set by someone else, or too old: nothing else works until it is changed.
+  $("password-view").hidden = !session.me.password_change_required;
+  if (session.me.password_change_required) {
+    $("app-view").hidden = $("nav").hidden = true;
+    return;
+  }
   wall ||= new LiveWall("vms.wall." + session.me.username);
   push.start();
   refreshBadge();
@@ -153,6 +163,7 @@ session.onLogout = () => {
   sensorsView = new SensorsView(actions);
   warningsView = new WarningsView(actions);
   supervisionView = new SupervisionView(actions);
+  intakeView = new IntakeView();
   current = null;
   show();
 };
@@ -166,6 +177,24 @@ $("login-form").addEventListener("submit", async ev => {
     ev.target.reset();
     await show();
   } catch (e) { $("login-error").textContent = e.message; }
+});
+$("password-form").addEventListener("submit", async ev => {
+  ev.preventDefault();
+  const form = new FormData(ev.target);
+  if (form.get("new") !== form.get("repeat")) {
+    $("password-error").textContent = "两次输入的新密码不一致 the new passwords differ";
+    return;
+  }
+  try {
+    const answer = await api("/api/auth/password", {
+      method: "POST",
+      body: JSON.stringify({ current_password: form.get("current"), new_password: form.get("new") }),
+    });
+    setToken(answer.access_token); // the old token is revoked by the change
+    $("password-error").textContent = "";
+    ev.target.reset();
+    await show();
+  } catch (e) { $("password-error").textContent = e.message; }
 });
 $("logout").addEventListener("click", () => logout());
 document.querySelectorAll("#nav button[data-view]").forEach(b => b.addEventListener("click", () => go(b.dataset.view)));

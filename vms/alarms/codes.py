@@ -43,3 +43,9 @@ def is_uuid36(value: str) -> bool:
 def is_video_code(value: str) -> bool:
     """A 20-digit GB/T 28181 code (spec §4.1: 9-digit enterprise + 0132 + 7-digit serial)."""
     return ids.is_gb_id(value)
+
+
+def is_uplink_video_code(value: str) -> bool:
+    """Table 4's VIDEO_CODE form (spec §4.1): 9-digit enterprise code + ``0132`` + 7-digit
+    serial, ASCII digits only; stricter than :func:`is_video_code`, which any camera id meets."""
+    return is_video_code(value) and value[9:13] == "0132"

@@ -7,27 +7,36 @@ Events of one camera are handled one at a time, so the outbox keeps the camera's
 If the database stays down through a few short retries, the event goes to a local journal
 (``journal.py``) and is committed when the database is back.  A replayed event (same
 ALARM_ID and status) is recognised and not recorded twice.
+
+Table 4 carries the camera's VIDEO_CODE (``vms.uplink.identity``), kept on the alarm so its
+clear carries the same; a camera without one still gets its alarm stored and shown here, but
+nothing goes upward for it (logged; ``not_reported`` in ``GET /api/alarms/stats``).  An
+alarm is cleared once: the guarded update lets only the first clear (the analyzer's, the
+system's, or an operator's closing it by hand) write the Table 4 clear.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from analyzers.events import AlarmEvent, AlarmStatus
+from analyzers.snapshot import encode_jpeg
+from sip import ids
+from sip.channel_ref import ChannelRef
 from storage.models import Alarm, Channel, Device, Organisation, Profile
 from storage.objects import ObjectStoreError
 from vms.logging import get_logger
 from vms.services import Services
 from vms.tasks import cancel_task
 from vms.uplink import outbox, tables
-from vms.uplink.identity import site_identity
+from vms.uplink.identity import camera_video_code, site_identity
 from vms.uplink.scheduler import device_id
 
 from . import codes, images
@@ -136,6 +145,7 @@ def event_data(alarm: Alarm, org_path: str | None, status: int) -> dict[str, Any
         "profile": alarm.profile.value,
         "rule": alarm.rule,
         "video_code": alarm.video_code,
+        "uplink_video_code": alarm.uplink_video_code,  # "" → not reported upward
         "device_id": camera_device(alarm),
         "device_code": alarm.device_code,
         "org_id": alarm.org_id,
@@ -249,12 +259,68 @@ class AlarmService:
         return await self.services.db.run(commit)
 
     def _after_commit(self, status: int, data: dict[str, Any]) -> None:
+        if not data.get("uplink_video_code") and status == 1 and self._table4_receivers():
+            log.warning(
+                "alarm not reported upward: the camera has no VIDEO_CODE",
+                alarm_id=data.get("alarm_id"),
+                channel=data.get("video_code"),
+                device_id=data.get("device_id"),
+                fix="set the channel's uplink_video_code",
+            )
         if self._wake_uplink is not None:
             self._wake_uplink()
         kind = "alarm.raised" if status == 1 else "alarm.cleared"
         self.services.events.publish(kind, **data)
         if self.webhooks is not None:
             self.webhooks.notify(kind, data)
+
+    async def end_by_hand(
+        self, alarm_id: str, note: str, frame_wait_s: float = 2.0
+    ) -> Outcome | None:
+        """Clear an alarm an operator ends while its rule still holds, so the province gets
+        its Table 4 clear now (with the camera's current picture, else the alarm's own); the
+        analyzer's later clear is then a replay and sends nothing.  None: already cleared."""
+
+        def load(s: Session) -> tuple[AlarmEvent, str] | None:
+            alarm = s.scalar(select(Alarm).where(Alarm.alarm_id == alarm_id))
+            if alarm is None or not alarm.active:
+                return None
+            device = camera_device(alarm)
+            event = AlarmEvent(
+                alarm_id=alarm.alarm_id,
+                status=AlarmStatus.clear,
+                channel_id=alarm.video_code,
+                device_id=device if ids.is_gb_id(device) else "",
+                profile=alarm.profile.value,
+                rule=alarm.rule,
+                alarm_type=alarm.alarm_type,
+                at=datetime.now(UTC),
+                snapshot_jpeg=b"",
+                detail={"cleared_by_hand": note},
+            )
+            return event, alarm.image_key
+
+        loaded = await self.services.db.run(load)
+        if loaded is None:
+            return None
+        event, own_key = loaded
+        picture = await self._current_picture(event, frame_wait_s) or await self._stored(own_key)
+        return await self.handle(replace(event, snapshot_jpeg=picture, at=datetime.now(UTC)))
+
+    async def _current_picture(self, event: AlarmEvent, wait_s: float) -> bytes:
+        pool = self.services.analyzers
+        if pool is None or not event.device_id:
+            return b""
+        frame = await pool.latest_frame(ChannelRef(event.device_id, event.channel_id), wait_s)
+        return b"" if frame is None else await asyncio.to_thread(encode_jpeg, frame)
+
+    async def _stored(self, key: str) -> bytes:
+        if not key:
+            return b""
+        try:
+            return await asyncio.to_thread(self.services.objects.get, key)
+        except (ObjectStoreError, OSError):
+            return self.spool.get(key) or b""
 
     async def replay_journal(self) -> int:
         """Commit journaled events oldest first; stop at the first database failure."""
@@ -319,6 +385,7 @@ class AlarmService:
         org_path = org.path if org is not None else None
         alarm = s.scalar(select(Alarm).where(Alarm.alarm_id == event.alarm_id))
         if status == AlarmStatus.alarm:
+            override = channel.uplink_video_code if channel is not None else ""
             if alarm is not None:
                 return False, event_data(alarm, org_path, status)  # replayed: already committed
             detail = dict(event.detail)
@@ -335,6 +402,7 @@ class AlarmService:
                 rule=event.rule,
                 active=True,
                 video_code=event.channel_id,
+                uplink_video_code=camera_video_code(event.channel_id, override, org),
                 device_code=self.device_code(org),
                 raised_at=event.at,
                 image_key=key,
@@ -353,7 +421,7 @@ class AlarmService:
                 raise AlarmRejected(f"clear for unknown ALARM_ID {event.alarm_id}")
             if alarm.alarm_type != event.alarm_type or alarm.video_code != event.channel_id:
                 raise AlarmRejected(f"clear does not match alarm {event.alarm_id}")
-            if not alarm.active:
+            if not alarm.active or not self._first_clear(s, alarm):
                 return False, event_data(alarm, org_path, status)  # replayed clear
             alarm.active = False
             alarm.cleared_at = event.at
@@ -368,15 +436,31 @@ class AlarmService:
                 alarm.clip_key = clip_ref(
                     device_id, event.channel_id, start, event.at + timedelta(seconds=CLIP_AFTER_S)
                 )
-        payload = tables.table4(
-            event.alarm_id,
-            event.alarm_type,
-            status,
-            event.at,
-            self.settings.server.timezone,
-            alarm.device_code,  # the clear carries the alarm's, even if the site's changed
-            event.channel_id,
-        )
-        outbox.enqueue(s, self._table4_receivers(), tables.TABLE4, event.channel_id, payload, key)
+        if alarm.uplink_video_code:  # else the camera has none: stored, not reported
+            payload = tables.table4(
+                event.alarm_id,
+                event.alarm_type,
+                status,
+                event.at,
+                self.settings.server.timezone,
+                alarm.device_code,  # the clear carries the alarm's, even if the site's changed
+                alarm.uplink_video_code,  # likewise
+            )
+            receivers = self._table4_receivers()
+            outbox.enqueue(s, receivers, tables.TABLE4, event.channel_id, payload, key)
         s.flush()
         return True, event_data(alarm, org_path, status)
+
+    @staticmethod
+    def _first_clear(s: Session, alarm: Alarm) -> bool:
+        """Mark the alarm cleared unless another transaction already did (False then)."""
+        done = s.execute(
+            update(Alarm)
+            .where(Alarm.id == alarm.id, Alarm.active.is_(True))
+            .values(active=False)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount == 1:
+            return True
+        s.refresh(alarm)
+        return False

@@ -52,13 +52,18 @@ def statistics(session: Session, stmt: Select[Any], tz: str) -> dict[str, Any]:
     hours: Counter[int] = Counter()
     ack: list[float] = []
     close: list[float] = []
-    false_alarms = active = 0
+    false_alarms = active = not_reported = 0
     rows = session.execute(
         select(
-            Alarm.raised_at, Alarm.acknowledged_at, Alarm.closed_at, Alarm.false_alarm, Alarm.active
+            Alarm.raised_at,
+            Alarm.acknowledged_at,
+            Alarm.closed_at,
+            Alarm.false_alarm,
+            Alarm.active,
+            Alarm.uplink_video_code,
         ).where(Alarm.id.in_(select(a.id)))
     ).all()
-    for raised, acked, closed, false_alarm, is_active in rows:
+    for raised, acked, closed, false_alarm, is_active, sent_as in rows:
         local = raised.astimezone(zone)
         days[local.strftime("%Y-%m-%d")] += 1
         hours[local.hour] += 1
@@ -68,10 +73,12 @@ def statistics(session: Session, stmt: Select[Any], tz: str) -> dict[str, Any]:
             close.append((closed - raised).total_seconds())
         false_alarms += bool(false_alarm)
         active += bool(is_active)
+        not_reported += not sent_as  # the camera had no VIDEO_CODE: kept here only
     return {
         "total": total,
         "active": active,
         "false_alarms": false_alarms,
+        "not_reported": not_reported,
         "by_type": sorted(by_type, key=lambda r: (r["profile"], int(r["alarm_type"]))),
         "by_org": by_org,
         "by_camera": by_camera,

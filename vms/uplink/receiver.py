@@ -8,25 +8,19 @@ answers until the mode changes).  Not started, it refuses connections.
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from email.parser import BytesParser
-from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import cv2
-import numpy as np
-
-from vms.alarms import codes
-from vms.alarms.images import MAX_IMAGE_BYTES
-
 from . import tables
+from .validation import parse_body, validate, validate_table4
+
+__all__ = ["Received", "Receiver", "free_port", "parse_body", "validate", "validate_table4"]
 
 
 @dataclass
@@ -39,80 +33,6 @@ class Received:
     at: float = field(default_factory=time.monotonic)
 
 
-def parse_body(content_type: str, body: bytes) -> tuple[dict[str, str], bytes | None]:
-    """Form fields and the ``ALARM_IMAGE`` part of a multipart or JSON body."""
-    if content_type.startswith("application/json"):
-        data = json.loads(body)
-        image_b64 = data.pop(tables.ALARM_IMAGE, None)
-        image = base64.b64decode(image_b64) if image_b64 else None
-        return {k: str(v) for k, v in data.items()}, image
-    if not content_type.startswith("multipart/form-data"):
-        raise ValueError(f"unexpected content type {content_type!r}")
-    msg = BytesParser(policy=HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + body
-    )
-    fields: dict[str, str] = {}
-    image = None
-    for part in msg.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True) or b""
-        if name == tables.ALARM_IMAGE:
-            image = payload
-        elif name:
-            fields[str(name)] = payload.decode("utf-8")
-    return fields, image
-
-
-def _is_time(value: str) -> bool:
-    try:
-        datetime.strptime(value, tables.DATETIME_FORMAT)
-    except ValueError:
-        return False
-    return len(value) == 19
-
-
-def validate_table4(
-    fields: dict[str, str], image: bytes | None, max_image_bytes: int = MAX_IMAGE_BYTES
-) -> list[str]:
-    """Every Table 4 rule of spec/alarms.md §4; an empty list means valid."""
-    errors = []
-    if not codes.is_uuid36(fields.get(tables.ALARM_ID, "")):
-        errors.append("ALARM_ID is not a uuid36")
-    if fields.get(tables.ALARM_STATUS) not in ("0", "1"):
-        errors.append("ALARM_STATUS not 0/1")
-    code = fields.get(tables.ALARM_TYPE, "")
-    if len(code) > 2 or not any(code in t for t in codes.CODE_TABLES.values()):
-        errors.append(f"ALARM_TYPE {code!r} in no code table")
-    if not _is_time(fields.get(tables.ALARM_TIME, "")):
-        errors.append("ALARM_TIME not yyyy-MM-dd HH:mm:ss")
-    if len(fields.get(tables.DEVICE_CODE, "")) > 36:
-        errors.append("DEVICE_CODE longer than 36")
-    if not codes.is_video_code(fields.get(tables.VIDEO_CODE, "")):
-        errors.append("VIDEO_CODE not 20 digits")
-    if not image:
-        errors.append("ALARM_IMAGE missing")
-    elif len(image) > max_image_bytes:
-        errors.append(f"ALARM_IMAGE over {max_image_bytes:,} bytes")
-    elif cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
-        errors.append("ALARM_IMAGE does not decode")
-    return errors
-
-
-def validate(path: str, fields: dict[str, str], image: bytes | None) -> list[str]:
-    if path.endswith("table4"):
-        return validate_table4(fields, image)
-    if path.endswith("table3"):
-        ok = _is_time(fields.get(tables.DATE_TIME, "")) and fields.get(tables.RUN_STATUS) in (
-            "0",
-            "1",
-        )
-        return [] if ok and fields.get(tables.DEVICE_CODE) else ["table3 fields invalid"]
-    if path.endswith("table2"):
-        ok = codes.is_uuid36(fields.get(tables.DEVICE_ID, "")) and fields.get(tables.DEVICE_CODE)
-        return [] if ok else ["table2 fields invalid"]
-    return []
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,8 +42,15 @@ def free_port() -> int:
 class Receiver:
     """Switchable test receiver; ``received`` holds the posts answered with 200."""
 
-    def __init__(self, port: int = 0, validate_images: bool = True, keep: bool = True) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        validate_images: bool = True,
+        keep: bool = True,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.tls = tls  # (certificate, key) PEM files: serve HTTPS
         self.keep = keep  # False: count only, for long runs (the CLI, benchmarks)
         self.accepted = 0
         self.mode = "ok"
@@ -138,7 +65,8 @@ class Receiver:
         self.on_receive: Callable[[Received], None] | None = None
 
     def url(self, table: str = "table4") -> str:
-        return f"http://127.0.0.1:{self.port}/{table}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{table}"
 
     def set_mode(self, mode: str) -> None:
         with self._lock:
@@ -164,6 +92,10 @@ class Receiver:
                 receiver._answer(self, body)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

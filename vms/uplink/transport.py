@@ -10,13 +10,17 @@ later, and a record must not be lost meanwhile; dead letters can be re-sent by a
 from __future__ import annotations
 
 import base64
+import ssl
 from dataclasses import dataclass
 
 import httpx
 
 from vms.config import UplinkReceiver
+from vms.logging import get_logger
 
 from .tables import ALARM_ID, ALARM_IMAGE, ALARM_STATUS, TABLE2, TABLE3, TABLE4
+
+log = get_logger("vms.uplink.transport")
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,13 @@ class HttpTransport:
         headers = {"User-Agent": "vms-gb28181-uplink"}
         if receiver.token:
             headers[receiver.auth_header] = receiver.token
+        verify: bool | ssl.SSLContext = receiver.verify_tls
+        if receiver.ca_file:  # a private CA: verified against it, never not at all
+            verify = ssl.create_default_context(cafile=receiver.ca_file)
+        elif not receiver.verify_tls:
+            log.warning("uplink TLS verification off", receiver=receiver.name)
         self.client = httpx.AsyncClient(
-            verify=receiver.verify_tls,
+            verify=verify,
             timeout=httpx.Timeout(receiver.timeout_s),
             headers=headers,
             follow_redirects=False,

@@ -25,9 +25,10 @@ export function typeName(a) {
   return a.type_name || RULE_NAME[a.rule] || a.rule || "";
 }
 
-// POST the action; the alarms API takes {action, note} on /actions.
-export async function act(alarmId, action, note = "") {
-  return api(`/api/alarms/${alarmId}/actions`, { method: "POST", body: JSON.stringify({ action, note }) });
+// POST the action; the alarms API takes {action, note, force} on /actions (force: close or
+// mark false an alarm whose rule still holds, with a note saying why).
+export async function act(alarmId, action, note = "", force = false) {
+  return api(`/api/alarms/${alarmId}/actions`, { method: "POST", body: JSON.stringify({ action, note, force }) });
 }
 
 function thumb(a) {
@@ -95,10 +96,15 @@ export class AlarmsView {
     const buttons = [];
     const note = h("input", { class: "note", placeholder: "备注 note", maxlength: 2000, "aria-label": "备注 note" });
     const next = NEXT_ACTION[a.handling];
+    const force = h("input", { type: "checkbox", class: "force" });
+    const forced = action => (action === "close" || action === "false_alarm") && force.checked;
     if (a.handling !== "closed") buttons.push(note, h("br"));
-    if (next) buttons.push(h("button", { class: `small act-${next[0]}`, onclick: () => this.run(a, next[0], note.value) }, next[1]));
+    if (next) buttons.push(h("button", { class: `small act-${next[0]}`, onclick: () => this.run(a, next[0], note.value, forced(next[0])) }, next[1]));
     if (!a.false_alarm && a.handling !== "closed") {
-      buttons.push(h("button", { class: "small act-false_alarm", onclick: () => this.run(a, "false_alarm", note.value) }, "误报 False"));
+      buttons.push(h("button", { class: "small act-false_alarm", onclick: () => this.run(a, "false_alarm", note.value, forced("false_alarm")) }, "误报 False"));
+    }
+    if (a.active && a.handling !== "closed") {
+      buttons.push(h("label", { class: "muted", title: "规则仍成立时关闭或标记误报（需备注） close or mark false while the rule holds (note required)" }, force, " 强制 force"));
     }
     const camera = cameraKey(a.device_id, a.video_code);
     buttons.push(h("button", { class: "small", onclick: () => this.actions.live(camera) }, "▶ 实时 Live"));
@@ -113,9 +119,9 @@ export class AlarmsView {
       h("td", { class: "actions" }, buttons));
   }
 
-  async run(alarm, action, note = "") {
+  async run(alarm, action, note = "", force = false) {
     try {
-      await act(alarm.alarm_id, action, note);
+      await act(alarm.alarm_id, action, note, force);
       this.error.textContent = "";
     } catch (e) { this.error.textContent = `${action}: ${e.message}`; }
     await this.refresh();

@@ -35,11 +35,19 @@ export async function login(username, password) {
   });
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) throw new ApiError(resp.status, body.detail || "登录失败 login failed");
-  session.token = body.access_token;
-  sessionStorage.setItem("token", session.token);
+  setToken(body.access_token);
+}
+
+export function setToken(token) {
+  session.token = token;
+  sessionStorage.setItem("token", token);
 }
 
 export function logout() {
+  // Revoke the tokens on the server too (best effort: an expired one is refused anyway).
+  if (session.token) {
+    fetch("/api/auth/logout", { method: "POST", headers: { Authorization: "Bearer " + session.token } }).catch(() => {});
+  }
   session.onBeforeLogout();
   session.token = null;
   session.me = null;
