@@ -61,14 +61,10 @@ def seed_users(services: Services, secret: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def api_node(services: Services, **server: Any) -> AsyncIterator[ApiNode]:
-    """``create_app`` served as ``vms serve`` serves it, with ``server.*`` overrides."""
-    settings = services.settings
-    for key, value in {"host": "127.0.0.1", "port": 0, **server}.items():
-        setattr(settings.server, key, value)
-    app = create_app(services)
-    tokens = seed_users(services, app.state.jwt_secret)
-    config = uvicorn_config(app, settings.server)
+async def served(app: Any, server: Any) -> AsyncIterator[uvicorn.Config]:
+    """``app`` on the guarded uvicorn listener as ``vms serve`` runs it; yields its config
+    with ``port`` set to the port bound."""
+    config = uvicorn_config(app, server)
     srv = uvicorn.Server(config)
     srv.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(srv.serve())
@@ -77,15 +73,28 @@ async def api_node(services: Services, **server: Any) -> AsyncIterator[ApiNode]:
             while not srv.started:
                 assert not task.done(), task.exception()
                 await asyncio.sleep(0.02)
-        port = srv.servers[0].sockets[0].getsockname()[1]
-        node = ApiNode(f"http://127.0.0.1:{port}", port, config.guard, app, tokens)  # type: ignore[attr-defined]
-        async with httpx.AsyncClient(base_url=node.url, timeout=10) as client:
-            assert (await client.get("/healthz")).status_code == 200  # builds the stack
-        yield node
+        config.port = srv.servers[0].sockets[0].getsockname()[1]
+        yield config
     finally:
         srv.should_exit = True
         await asyncio.wait_for(task, 20)
         app.state.health.close()
+
+
+@contextlib.asynccontextmanager
+async def api_node(services: Services, **server: Any) -> AsyncIterator[ApiNode]:
+    """``create_app`` served as ``vms serve`` serves it, with ``server.*`` overrides."""
+    settings = services.settings
+    for key, value in {"host": "127.0.0.1", "port": 0, **server}.items():
+        setattr(settings.server, key, value)
+    app = create_app(services)
+    tokens = seed_users(services, app.state.jwt_secret)
+    async with served(app, settings.server) as config:
+        port = config.port
+        node = ApiNode(f"http://127.0.0.1:{port}", port, config.guard, app, tokens)  # type: ignore[attr-defined]
+        async with httpx.AsyncClient(base_url=node.url, timeout=10) as client:
+            assert (await client.get("/healthz")).status_code == 200  # builds the stack
+        yield node
 
 
 class SlowBody:

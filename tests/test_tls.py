@@ -4,7 +4,6 @@ store by default, a private CA when ``ca_file`` is set — with nothing lost whe
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 import uuid
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from api.app import create_app
@@ -22,7 +20,6 @@ from storage.db import Database
 from storage.models import OutboxItem, OutboxState
 from storage.objects import LocalObjectStore
 from vms.config import ConfigError, UplinkReceiver, load_settings
-from vms.http_server import uvicorn_config
 from vms.services import Services
 from vms.uplink import outbox, tables
 from vms.uplink.receiver import Receiver
@@ -30,6 +27,7 @@ from vms.uplink.sender import UplinkSender
 from vms.uplink.transport import HttpTransport
 
 from .alarms_support import make_settings, small_jpeg
+from .api_limits_support import served
 from .sip_support import wait_until
 from .tls_support import TlsFiles, make_tls_files
 
@@ -60,20 +58,8 @@ def test_a_bad_certificate_pair_stops_start_up(tls: TlsFiles, tmp_path: Path) ->
 
 @contextlib.asynccontextmanager
 async def https_api(services: Services) -> AsyncIterator[int]:
-    app = create_app(services)
-    srv = uvicorn.Server(uvicorn_config(app, services.settings.server))
-    srv.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(srv.serve())
-    try:
-        async with asyncio.timeout(20):
-            while not srv.started:
-                assert not task.done(), task.exception()
-                await asyncio.sleep(0.02)
-        yield srv.servers[0].sockets[0].getsockname()[1]
-    finally:
-        srv.should_exit = True
-        await asyncio.wait_for(task, 20)
-        app.state.health.close()
+    async with served(create_app(services), services.settings.server) as config:
+        yield config.port
 
 
 async def test_the_api_answers_over_https_only(tls: TlsFiles, tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
@@ -29,13 +28,13 @@ from storage.db import Database
 from storage.intake_models import IntakeRecord
 from storage.models import Organisation, OrgKind, OutboxItem, OutboxState, Role, User
 from storage.objects import LocalObjectStore
-from vms.http_server import uvicorn_config
 from vms.services import Services
 from vms.uplink import outbox, tables
 from vms.uplink.receiver import Receiver
 from vms.uplink.sender import UplinkSender
 
 from .alarms_support import make_settings, small_jpeg
+from .api_limits_support import served
 from .sip_support import wait_until
 
 T0 = datetime(2026, 12, 1, 8, 0, 0, tzinfo=UTC)
@@ -317,20 +316,8 @@ def test_records_are_shown_within_scope_with_their_pictures(city: City) -> None:
 @contextlib.asynccontextmanager
 async def serve(services: Services) -> AsyncIterator[str]:
     services.settings.server.host, services.settings.server.port = "127.0.0.1", 0
-    app = create_app(services)
-    srv = uvicorn.Server(uvicorn_config(app, services.settings.server))
-    srv.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(srv.serve())
-    try:
-        async with asyncio.timeout(20):
-            while not srv.started:
-                assert not task.done(), task.exception()
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{srv.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        srv.should_exit = True
-        await asyncio.wait_for(task, 20)
-        app.state.health.close()
+    async with served(create_app(services), services.settings.server) as config:
+        yield f"http://127.0.0.1:{config.port}"
 
 
 def _node(tmp_path: Path, name: str, receivers: list[dict]) -> Services:
