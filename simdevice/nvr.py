@@ -9,6 +9,7 @@ class is the device behind it (a ``DeviceRole``).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,7 +46,8 @@ class NvrConfig:
     server_host: str
     server_port: int
     password: str
-    transport: str = "udp"  # how SIP reaches the server: udp / tcp
+    transport: str = "udp"  # how SIP reaches the server: udp / tcp / tls
+    tls_ca_file: str = ""  # over TLS: the CA that signed the server's certificate ("" → system)
     channels: int = 4
     channel_ids: list[str] | None = None  # default: <device id prefix>1310<serial>
     expires_s: int = 3600
@@ -126,6 +128,10 @@ class SimulatedNvr:
 
     async def start(self, wait: bool = False, timeout: float = 10.0) -> None:
         c = self.config
+        if c.transport == "tls":  # the server's certificate is verified, as a device does
+            self.endpoint.transport.client_tls = ssl.create_default_context(
+                cafile=c.tls_ca_file or None
+            )
         await self.endpoint.listen(
             c.local_host, 0, ("udp",) if c.transport == "udp" else ("udp", "tcp")
         )

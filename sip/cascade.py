@@ -170,7 +170,7 @@ class Upstream:
         TCP connection from its host (ours to it, or one it opened)."""
         if peer.host not in self._hosts:
             return False
-        return peer.transport == "TCP" or peer.port == self.settings.port
+        return peer.stream or peer.port == self.settings.port
 
     async def _end_dialogs_when_lost(self) -> None:
         """A superior that lost our registration has forgotten its sessions: stop sending."""

@@ -69,6 +69,9 @@ _URI = re.compile(
 )
 
 
+_PARSED_KEY = {"via": "via", "from": "from", "to": "to", "cseq": "cseq"}  # header → cache key
+
+
 class SipParseError(ValueError):
     """The bytes are not a SIP message we can act on (answer 400 when possible)."""
 
@@ -84,6 +87,14 @@ def canonical(name: str) -> str:
 @functools.lru_cache(maxsize=2048)
 def _key(name: str) -> str:
     return canonical(name).lower()
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_name(raw: str) -> str | None:
+    """The canonical name of a header as written on the wire, None when it is no token
+    (cached: every message repeats the same dozen names)."""
+    name = raw.strip()
+    return canonical(name) if _HEADER_NAME.match(name) else None
 
 
 def new_branch() -> str:
@@ -104,43 +115,58 @@ class SipMessage:
     body: bytes = b""
     _parsed: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
+    def _index(self) -> dict[str, list[str]]:
+        """Values by lower-cased canonical name, built once per state of ``headers``: a
+        message is asked for the same few headers many times on its way through."""
+        index = self._parsed.get("#")
+        if index is None:
+            index = {}
+            for n, v in self.headers:
+                index.setdefault(_key(n), []).append(v)
+            self._parsed["#"] = index
+        return index  # type: ignore[return-value]
+
     def get(self, name: str, default: str | None = None) -> str | None:
-        key = _key(name)
-        for n, v in self.headers:
-            if _key(n) == key:
-                return v
-        return default
+        values = self._index().get(_key(name))
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        key = _key(name)
-        return [v for n, v in self.headers if _key(n) == key]
+        return list(self._index().get(_key(name), ()))
+
+    def _forget(self, name: str) -> None:
+        """A header changed: its parsed form and the index go, the other parsed ones stay."""
+        self._parsed.pop("#", None)
+        self._parsed.pop(_PARSED_KEY.get(_key(name), ""), None)
 
     def set(self, name: str, value: str) -> None:
         key = canonical(name)
         self.remove(key)
         self.headers.append((key, value))
+        self._forget(key)
 
     def add(self, name: str, value: str) -> None:
-        self._parsed.clear()
+        self._forget(name)
         self.headers.append((canonical(name), value))
 
     def remove(self, name: str) -> None:
         key = _key(name)
-        self._parsed.clear()
+        self._forget(name)
         self.headers = [(n, v) for n, v in self.headers if _key(n) != key]
 
     def prepend(self, name: str, value: str) -> None:
-        self._parsed.clear()
+        self._forget(name)
         self.headers.insert(0, (canonical(name), value))
 
     def replace_header(self, index: int, name: str, value: str) -> None:
-        self._parsed.clear()
+        self._forget(self.headers[index][0])
+        self._forget(name)
         self.headers[index] = (canonical(name), value)
 
     def _cached(self, key: str, make: Callable[[], T]) -> T:
-        if key not in self._parsed:
-            self._parsed[key] = make()
-        return self._parsed[key]  # type: ignore[return-value]
+        value = self._parsed.get(key)
+        if value is None:
+            value = self._parsed[key] = make()
+        return value  # type: ignore[return-value]
 
     @property
     def call_id(self) -> str:
@@ -188,6 +214,29 @@ class SipRequest(SipMessage):
 
     def serialise(self) -> bytes:
         return self._serialise(f"{self.method} {self.uri} {SIP_VERSION}")
+
+    def note_received(self, host: str, port: int) -> None:
+        """RFC 3581: a top Via asking ``;rport`` gets where the request really came from.
+
+        The parsed Via, if any, is updated rather than thrown away: this runs on every
+        request received over UDP."""
+        i = next((i for i, (n, _) in enumerate(self.headers) if n == "Via"), -1)
+        if i < 0:
+            return
+        top = self.headers[i][1]
+        first, comma, rest = top.partition(",")  # only the first value of a joined Via
+        if ";rport" not in first or "rport=" in first:
+            return
+        first = first.replace(";rport", f";rport={port}", 1) + f";received={host}"
+        via = self._parsed.get("via")
+        self.replace_header(i, "Via", first + comma + rest)
+        if isinstance(via, Via):
+            self._parsed["via"] = Via(
+                via.transport,
+                via.host,
+                via.port,
+                {**via.params, "rport": str(port), "received": host},
+            )
 
 
 @dataclass
@@ -347,9 +396,10 @@ def parse_head(head: bytes) -> SipRequest | SipResponse:
             msg.headers[-1] = (n, v + " " + line.strip())
             continue
         name, sep, value = line.partition(":")
-        if not sep or not _HEADER_NAME.match(name.strip()):
+        known = _header_name(name) if sep else None
+        if known is None:
             raise SipParseError(f"bad header line {line[:60]!r}")
-        msg.headers.append((canonical(name), value.strip()))
+        msg.headers.append((known, value.strip()))
     for required in ("Via", "From", "To", "Call-ID", "CSeq"):
         if msg.get(required) is None:
             raise SipParseError(f"missing {required}")
@@ -422,14 +472,15 @@ class StreamFramer:
             out.append(msg)
 
 
+_COPIED = ("Via", "From", "To", "Call-ID", "CSeq")
+
+
 def response_for(
     req: SipRequest, status: int, reason: str | None = None, to_tag: str | None = None
 ) -> SipResponse:
     """A response copying Via/From/To/Call-ID/CSeq as RFC 3261 §8.2.6.2 requires."""
     resp = SipResponse(status=status, reason=reason or REASONS.get(status, "Unknown"))
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        for v in req.get_all(name):
-            resp.add(name, v)
+    resp.headers = [(name, v) for name in _COPIED for v in req.get_all(name)]
     if to_tag and status != 100:
         to = req.get("To") or ""
         if ";tag=" not in to.replace(" ", ""):

@@ -41,12 +41,17 @@ class Outgoing:
         if reg is None:
             raise SipError(f"device {device_id} is offline", 404)
         peer = reg.peer
-        if peer.transport == "TCP" and (peer.conn is None or not peer.conn.is_open):
+        if peer.stream and (peer.conn is None or not peer.conn.is_open):
             try:
                 uri = SipUri.parse(NameAddr.parse(reg.contact).uri)
-                peer = await self.endpoint.transport.connect(uri.host, uri.port or 5060)
+                tls = peer.transport == "TLS"
+                peer = await self.endpoint.transport.connect(
+                    uri.host, uri.port or (5061 if tls else 5060), tls=tls
+                )
             except (OSError, TimeoutError, SipParseError) as exc:
-                raise SipError(f"device {device_id}: TCP connection lost ({exc})") from None
+                raise SipError(
+                    f"device {device_id}: {peer.transport} connection lost ({exc})"
+                ) from None
             self.registry.moved(device_id, peer)
         return reg, peer
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from .auth import Client, DigestAuthenticator, DigestResult
+from .auth import Client, DigestAuthenticator, DigestCheck, DigestResult
 from .lockout import AuthLockout
 from .registry import Registry
 from .settings import ServerSettings
@@ -122,10 +122,10 @@ class RegisterAuth:
         while len(self.unknown) > MAX_UNKNOWN:
             self.unknown.popitem(last=False)
 
-    async def admit(self, stx: ServerTransaction, device_id: str) -> DeviceRecord | None:
-        """The device's record when this REGISTER carries its valid digest; else the request
-        has been answered (401 or 403) and None is returned."""
-        c = self.settings
+    def screen(self, stx: ServerTransaction, device_id: str) -> DigestCheck | None:
+        """The part that needs no store, run synchronously as the request arrives (a flood
+        of junk costs no task): the digest's nonce when it is ours, fresh and unused; else
+        the request has been answered (401 or 403) and None is returned."""
         peer = stx.peer
         locked = self.lockout.locked_for(device_id)
         if locked and not self._own_registration(device_id, peer):
@@ -140,10 +140,18 @@ class RegisterAuth:
         if isinstance(check, DigestResult):
             if check.guess:
                 self._failed(stx, device_id, check.reason)
-            else:
-                log.debug("stale digest", device_id=device_id, reason=check.reason)
+            else:  # not ours, expired, replayed: a fresh challenge (not logged: floods)
                 self._challenge(stx, device_id, stale=True)
             return None
+        return check
+
+    async def admit(
+        self, stx: ServerTransaction, device_id: str, check: DigestCheck
+    ) -> DeviceRecord | None:
+        """The device's record when the screened digest verifies with its password; else
+        the request has been answered (401 or 403) and None is returned."""
+        c = self.settings
+        peer = stx.peer
         record = await self.store.get_device(device_id)
         if record is None:
             if not (c.auto_create_devices and c.password):

@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
 import structlog
 
+from .auth import DigestCheck
 from .ids import is_gb_id
 from .media_api import DeviceConnectListener
 from .message import SipParseError, SipRequest, SipResponse, response_for
@@ -61,6 +63,16 @@ def connection_reason(
     if cseq <= reg.cseq:
         return "register-cseq-restart"
     return None
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A REGISTER that passed :meth:`Registrar.screen`: what the store part needs of it."""
+
+    device_id: str
+    cseq: int
+    expires: int
+    check: DigestCheck
 
 
 class DeviceSessions(Protocol):
@@ -176,25 +188,40 @@ class Registrar:
 
     # --- REGISTER ----------------------------------------------------------------------
 
-    async def register(self, stx: ServerTransaction) -> None:
+    def screen(self, stx: ServerTransaction) -> Screened | None:
+        """What can be decided about a REGISTER without the store, synchronously: a junk
+        one is answered here (400, 401, 403) and None returned; one carrying a digest with
+        our nonce comes back for :meth:`register`."""
         req, c = stx.request, self.settings
         try:
             device_id = req.from_.user or req.to.user
             cseq = req.cseq[0]
         except SipParseError:
             stx.reply(400, "Bad From")
-            return
+            return None
         expires = _expires(req)
         if expires is None:
             stx.reply(400, "Missing Expires")
-            return
+            return None
         if not is_gb_id(device_id):
             stx.reply(403, "Invalid Device ID")
-            return
+            return None
         if c.allowed_device_ids and device_id not in c.allowed_device_ids:
             stx.reply(403, "Device Not Allowed")
+            return None
+        check = self.auth.screen(stx, device_id)
+        if check is None:
+            return None  # answered: challenged or refused
+        return Screened(device_id, cseq, expires, check)
+
+    async def register(self, stx: ServerTransaction, screened: Screened | None = None) -> None:
+        """A REGISTER, screened first unless it was (the server screens as it arrives)."""
+        screened = screened or self.screen(stx)
+        if screened is None:
             return
-        record = await self.auth.admit(stx, device_id)
+        req, c = stx.request, self.settings
+        device_id, cseq, expires = screened.device_id, screened.cseq, screened.expires
+        record = await self.auth.admit(stx, device_id, screened.check)
         if record is None:
             return  # answered: challenged or refused
         reg = self.registry.get(device_id)

@@ -35,7 +35,7 @@ class Registration:
         REGISTER on UDP; on TCP the very connection requests to the device go down."""
         if peer.transport != self.peer.transport:
             return False
-        if peer.transport == "TCP":
+        if peer.stream:
             return peer.conn is not None and peer.conn is self.peer.conn
         return (peer.transport, peer.host, peer.port) == self.source
 

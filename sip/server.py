@@ -14,6 +14,7 @@ superior's address, and ids from the wire are checked as GB ids before any use.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -142,12 +143,14 @@ class SipServer:
 
     async def start(self) -> None:
         c = self.config
-        await self.endpoint.listen(c.host, c.port, tuple(c.transports))
+        tls = server_tls(c) if "tls" in c.transports else None
+        await self.endpoint.listen(c.host, c.port, tuple(c.transports), tls, c.tls_port)
         self.registrar.start()
         log.info(
             "sip listening",
             host=c.host,
             port=self.port,
+            tls_port=self.endpoint.transport.tls_port or None,
             transports=list(c.transports),
             max_tcp_connections=self.endpoint.transport.max_connections,
             global_password=bool(c.password),
@@ -269,10 +272,14 @@ class SipServer:
         method = req.method
         if method == "REGISTER":
             self._counts["register"] += 1
+            screened = self.registrar.screen(stx)  # junk is answered here, with no task
+            if screened is None:
+                return
             if len(self.tasks) >= self.config.max_pending:  # a storm: shed load, devices retry
                 stx.reply(503, Retry_After="5")
                 return
-            self.tasks.spawn(self._guarded(stx, self.registrar.register(stx)), "sip-register")
+            coro = self.registrar.register(stx, screened)
+            self.tasks.spawn(self._guarded(stx, coro), "sip-register")
         elif method == "MESSAGE":
             self._message(stx)
         elif method in ("BYE", "INFO"):
@@ -351,6 +358,15 @@ class SipServer:
             self.tasks.spawn(
                 self.subscriptions.device_connected(device_id, reason), "sip-subscribe"
             )
+
+
+def server_tls(settings: ServerSettings) -> ssl.SSLContext:
+    """The TLS listener's context: our certificate, TLS 1.2 at least, no client certificate
+    asked (devices prove who they are with their digest, as over UDP and TCP)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
 
 
 def tcp_limits(settings: ServerSettings) -> TcpLimits:

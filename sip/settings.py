@@ -61,6 +61,12 @@ class ServerSettings(Protocol):
     @property
     def transports(self) -> Sequence[str]: ...
     @property
+    def tls_port(self) -> int: ...  # SIP over TLS, when "tls" is among the transports
+    @property
+    def tls_cert_file(self) -> str: ...  # PEM certificate (chain) for SIP over TLS
+    @property
+    def tls_key_file(self) -> str: ...
+    @property
     def password(self) -> str: ...
     @property
     def auto_create_devices(self) -> bool: ...
@@ -132,6 +138,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 5060
     transports: tuple[str, ...] = ("udp", "tcp")
+    tls_port: int = 5061
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     password: str = ""  # no default: devices need their own, or one configured here
     auto_create_devices: bool = True
     allowed_device_ids: tuple[str, ...] = ()

@@ -7,16 +7,19 @@ long enough for that; INVITE final responses are retransmitted until the ACK
 (Timer G/H).  Timers are ``call_later`` handles, never tasks, so an idle
 endpoint holds no coroutine.
 
-Server state is bounded: a non-INVITE request refused (4xx–6xx but a 401 challenge, whose
-retransmissions must see the same nonce) is forgotten at once — a retransmission is
-simply refused again — and past ``max_transactions`` requests are handled without a
-record (statelessly: a retransmission is handled again), so a flood costs no memory and
-legitimate devices are still answered.
+Server state is bounded: a non-INVITE request refused (4xx–6xx) is forgotten at once — a
+retransmission is simply refused again.  That includes the 401 challenge: RFC 3261 §8.2.7
+names challenges as the common use of a stateless UAS, and our nonces carry their own
+state, so a retransmitted REGISTER gets a fresh, equally valid challenge (as Kamailio's
+stateless replies do) and a flood of junk REGISTERs fills no table.  Past
+``max_transactions`` requests are handled without a record (a retransmission is handled
+again), so a flood costs no memory and legitimate devices are still answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -70,7 +73,7 @@ class ServerTransaction:
             self._arm_retransmit()
             ep.invite_awaiting_ack[(self.request.call_id, self.request.cseq[0])] = self
             self._timer_h = ep.loop.call_later(64 * ep.t1, self._terminate)
-        elif (resp.status >= 400 and resp.status != 401) or self.peer.transport != "UDP":
+        elif resp.status >= 400 or self.peer.transport != "UDP":
             self._terminate()  # refused: nothing worth absorbing retransmissions for
         else:
             ep.loop.call_later(64 * ep.t1, self._terminate)  # Timer J
@@ -149,6 +152,7 @@ class Endpoint:
         self.user_agent = user_agent
         self.max_transactions = max_transactions
         self.unstored = 0  # requests handled without a record: the table was full
+        self.absorbed = 0  # retransmitted requests answered from their transaction
         self.transport = SipTransport(self._on_message, self._on_error, tcp_limits)
         self.client_transactions: dict[tuple[str, str], ClientTransaction] = {}
         self.server_transactions: dict[tuple[str, str, str], ServerTransaction] = {}
@@ -162,9 +166,14 @@ class Endpoint:
         return asyncio.get_running_loop()
 
     async def listen(
-        self, host: str, port: int, transports: tuple[str, ...] = ("udp", "tcp")
+        self,
+        host: str,
+        port: int,
+        transports: tuple[str, ...] = ("udp", "tcp"),
+        tls: ssl.SSLContext | None = None,
+        tls_port: int = 0,
     ) -> None:
-        await self.transport.listen(host, port, transports)
+        await self.transport.listen(host, port, transports, tls, tls_port)
 
     @property
     def host(self) -> str:
@@ -208,6 +217,7 @@ class Endpoint:
         key = server_key(msg)
         stx = self.server_transactions.get(key)
         if stx is not None:  # retransmission: absorb
+            self.absorbed += 1
             if stx.last_response is not None:
                 self.transport.send(stx.last_response, peer)
             return
@@ -225,15 +235,8 @@ class Endpoint:
 
     @staticmethod
     def _note_received(msg: SipRequest, peer: Peer) -> None:
-        """RFC 3581: record where the request really came from in its top Via."""
-        vias = msg.get_all("Via")
-        if not vias or peer.transport != "UDP":
-            return
-        top = vias[0]
-        if ";rport" in top and "rport=" not in top:
-            top = top.replace(";rport", f";rport={peer.port}", 1) + f";received={peer.host}"
-            idx = next(i for i, (n, _) in enumerate(msg.headers) if n == "Via")
-            msg.replace_header(idx, "Via", top)
+        if peer.transport == "UDP":
+            msg.note_received(peer.host, peer.port)
 
     def _on_response(self, resp: SipResponse, peer: Peer) -> None:
         try:

@@ -1,4 +1,4 @@
-"""SIP over UDP and TCP (RFC 3261 §18): sockets only, no SIP logic.
+"""SIP over UDP, TCP and TLS (RFC 3261 §18, §26.2): sockets only, no SIP logic.
 
 Protocol classes rather than streams: no task per connection, so an idle TCP
 device costs a buffer, not a coroutine.  A TCP reply goes back on the
@@ -10,6 +10,10 @@ the stalest connection that carries no registration making room for a new one; o
 with no complete message for ``idle_s`` is closed (``bound_idle_s`` once a
 registration runs on it).  A trickle of bytes that never completes a message does not
 count as activity.
+
+TLS (optional, on its own port, 5061 by convention) is TCP with a handshake in front: the
+same framing, bounds and reply-on-the-same-connection rule; a handshake must finish within
+``TLS_HANDSHAKE_S`` (a half-open TLS connection is no cheaper to hold than a TCP one).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +42,7 @@ log = structlog.get_logger("sip.transport")
 MAX_TCP_CONNECTIONS = 20000
 UDP_RCVBUF = 4 * 1024 * 1024
 FD_SHARE = 4  # SIP/TCP may hold at most 1/FD_SHARE of the descriptors (RTP, HTTP, DB need theirs)
+TLS_HANDSHAKE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,9 @@ def fd_cap(wanted: int) -> int:
 class TcpConnection(asyncio.Protocol):
     """One TCP peer: frames by Content-Length, closes on garbage it cannot resync."""
 
-    def __init__(self, owner: SipTransport, incoming: bool = True) -> None:
+    def __init__(self, owner: SipTransport, incoming: bool = True, name: str = "TCP") -> None:
         self.owner = owner
+        self.name = name  # "TCP", or "TLS" over the same framing
         self.incoming = incoming  # accepted by our listener (outgoing ones are never idled)
         self.bound = False  # a registration runs on it (set by the registrar)
         self.framer = StreamFramer()
@@ -72,7 +79,7 @@ class TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] - uvloop's is no asyncio.Transport
         host, port = transport.get_extra_info("peername")[:2]
-        self.peer = Peer("TCP", host, port, self)
+        self.peer = Peer(self.name, host, port, self)
         if self.incoming and not self.owner.admit(self):
             transport.close()
             return
@@ -118,10 +125,15 @@ class TcpConnection(asyncio.Protocol):
 class Peer:
     """Where a message came from, and so where its answer goes."""
 
-    transport: str  # "UDP" or "TCP"
+    transport: str  # "UDP", "TCP" or "TLS"
     host: str
     port: int
     conn: TcpConnection | None = None
+
+    @property
+    def stream(self) -> bool:
+        """TCP or TLS: answers go down the connection, and it can be lost."""
+        return self.transport != "UDP"
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -152,7 +164,7 @@ ErrorHandler = Callable[[bytes, Peer, SipParseError], None]
 
 
 class SipTransport:
-    """UDP and TCP listeners on one port, plus outgoing TCP connections."""
+    """UDP and TCP listeners on one port, TLS on another, plus outgoing connections."""
 
     def __init__(
         self, on_message: MessageHandler, on_error: ErrorHandler, limits: TcpLimits | None = None
@@ -166,9 +178,13 @@ class SipTransport:
         self.counts = {"tcp_refused": 0, "tcp_evicted": 0, "tcp_idle_closed": 0}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
+        self._tls: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self.tls_port = 0  # 0: no TLS listener
+        # outgoing TLS (a device's connection lost, a TLS client): verifies the peer
+        self.client_tls: ssl.SSLContext | None = None
 
     # --- bounds on incoming TCP ------------------------------------------------------
 
@@ -212,9 +228,16 @@ class SipTransport:
                 log.info("idle tcp connections closed", open=len(self.connections))
 
     async def listen(
-        self, host: str, port: int, transports: tuple[str, ...] = ("udp", "tcp")
+        self,
+        host: str,
+        port: int,
+        transports: tuple[str, ...] = ("udp", "tcp"),
+        tls: ssl.SSLContext | None = None,
+        tls_port: int = 0,
     ) -> None:
-        """Bind; with port 0 UDP picks a free port and TCP takes the same number."""
+        """Bind; with port 0 UDP picks a free port and TCP takes the same number.  With
+        "tls" among ``transports`` (and a server context) TLS listens on ``tls_port``
+        (0: any free one)."""
         loop = asyncio.get_running_loop()
         wanted = port
         for _attempt in range(20):
@@ -241,7 +264,22 @@ class SipTransport:
                 if wanted != 0 or _attempt == 19:
                     raise
         self.host, self.port = host, port
-        if self._tcp is not None and (self.limits.idle_s > 0 or self.limits.bound_idle_s > 0):
+        if "tls" in transports:
+            if tls is None:
+                raise ValueError("SIP over TLS needs a certificate and key")
+            self._tls = await loop.create_server(
+                lambda: TcpConnection(self, name="TLS"),
+                host,
+                tls_port,
+                ssl=tls,
+                ssl_handshake_timeout=TLS_HANDSHAKE_S,
+                reuse_address=True,
+                backlog=1024,
+            )
+            self.tls_port = self._tls.sockets[0].getsockname()[1]
+        if (self._tcp is not None or self._tls is not None) and (
+            self.limits.idle_s > 0 or self.limits.bound_idle_s > 0
+        ):
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="sip-tcp-idle")
 
     def send(self, msg: SipMessage, peer: Peer) -> None:
@@ -250,7 +288,7 @@ class SipTransport:
         self.send_bytes(data, peer)
 
     def send_bytes(self, data: bytes, peer: Peer) -> None:
-        if peer.transport == "TCP":
+        if peer.stream:
             if peer.conn is not None and peer.conn.write(data):
                 return
             log.debug("tcp peer gone", peer=peer.addr)
@@ -258,13 +296,28 @@ class SipTransport:
         if self._udp is not None:
             self._udp.sendto(data, peer.addr)
 
-    async def connect(self, host: str, port: int, timeout: float = 5.0) -> Peer:
-        """An outgoing TCP connection whose incoming messages reach ``on_message``."""
+    async def connect(self, host: str, port: int, timeout: float = 5.0, tls: bool = False) -> Peer:
+        """An outgoing TCP (or, with ``tls``, TLS verified by ``client_tls``) connection
+        whose incoming messages reach ``on_message``."""
         loop = asyncio.get_running_loop()
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: TcpConnection(self, incoming=False), host, port),
-            timeout,
-        )
+        if tls:
+            context = self.client_tls or ssl.create_default_context()
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: TcpConnection(self, incoming=False, name="TLS"),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host,
+                    ssl_handshake_timeout=TLS_HANDSHAKE_S,
+                ),
+                timeout,
+            )
+        else:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: TcpConnection(self, incoming=False), host, port),
+                timeout,
+            )
         assert proto.peer is not None
         return proto.peer
 
@@ -276,13 +329,15 @@ class SipTransport:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
-        if self._tcp is not None:
-            self._tcp.close()
+        for server in (self._tcp, self._tls):
+            if server is not None:
+                server.close()
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
-        if self._tcp is not None:
-            await self._tcp.wait_closed()
-            self._tcp = None
+        for server in (self._tcp, self._tls):
+            if server is not None:
+                await server.wait_closed()
+        self._tcp = self._tls = None
         if self.connections:
             await asyncio.wait([c.closed for c in list(self.connections)], timeout=2)

@@ -170,9 +170,11 @@ class DeviceUserAgent:
         """The platform, on the configured transport (a TCP connection re-opened if lost)."""
         c = self.settings
         p = self._peer
-        if p is None or (p.transport == "TCP" and (p.conn is None or not p.conn.is_open)):
-            if c.transport == "tcp":
-                p = await self.endpoint.transport.connect(c.server_host, c.server_port)
+        if p is None or (p.stream and (p.conn is None or not p.conn.is_open)):
+            if c.transport in ("tcp", "tls"):
+                p = await self.endpoint.transport.connect(
+                    c.server_host, c.server_port, tls=c.transport == "tls"
+                )
             else:
                 p = Peer("UDP", c.server_host, c.server_port)
             self._peer = p

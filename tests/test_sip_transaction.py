@@ -8,7 +8,9 @@ import socket
 
 import pytest
 
+from sip.auth import DigestCheck, authorization_header, parse_digest
 from sip.message import SipRequest, SipResponse, parse_datagram, response_for
+from sip.store import MemoryDeviceStore
 from sip.transaction import Endpoint, ServerTransaction, TransactionTimeout
 from sip.transport import Peer
 
@@ -61,6 +63,31 @@ async def test_server_absorbs_retransmitted_requests() -> None:
     async with running_server() as server:
         sock = _sock()
         try:
+            req = _request("OPTIONS")
+            req.prepend("Via", "SIP/2.0/UDP 127.0.0.1:5999;rport;branch=z9hG4bKabsorb")
+            data, addr = req.serialise(), ("127.0.0.1", server.port)
+            sock.sendto(data, addr)
+            first = await _recv(sock)
+            sock.sendto(data, addr)  # a retransmission: same branch
+            second = await _recv(sock)
+            assert first == second  # the stored answer, resent
+            assert server.endpoint.absorbed == 1
+            resp = parse_datagram(first)
+            assert isinstance(resp, SipResponse) and resp.status == 200
+            via = resp.get("Via") or ""
+            assert "rport=" in via and "received=127.0.0.1" in via  # RFC 3581
+        finally:
+            sock.close()
+
+
+async def test_challenge_is_stateless() -> None:
+    """RFC 3261 §8.2.7: a 401 keeps no transaction; a retransmitted REGISTER is challenged
+    afresh, and either nonce works (they carry their own state)."""
+    device = "34020000001180000001"
+    store = MemoryDeviceStore({device: "absorb-pass-1"})
+    async with running_server(store) as server:
+        sock = _sock()
+        try:
             data = (
                 b"REGISTER sip:34020000002000000001@3402000000 SIP/2.0\r\n"
                 b"Via: SIP/2.0/UDP 127.0.0.1:5999;rport;branch=z9hG4bKabsorb\r\n"
@@ -70,15 +97,24 @@ async def test_server_absorbs_retransmitted_requests() -> None:
             )
             addr = ("127.0.0.1", server.port)
             sock.sendto(data, addr)
-            first = await _recv(sock)
+            first = parse_datagram(await _recv(sock))
             sock.sendto(data, addr)  # a retransmission: same branch
-            second = await _recv(sock)
-            assert first == second  # the same 401 (same nonce), not a new challenge
-            resp = parse_datagram(first)
-            assert isinstance(resp, SipResponse) and resp.status == 401
-            via = resp.get("Via") or ""
+            second = parse_datagram(await _recv(sock))
+            assert isinstance(first, SipResponse) and isinstance(second, SipResponse)
+            assert first.status == second.status == 401
+            assert first.get("WWW-Authenticate") != second.get("WWW-Authenticate")
+            assert server.endpoint.server_transactions == {}
+            assert server.stats["register"] == 2 and server.endpoint.absorbed == 0
+            via = first.get("Via") or ""
             assert "rport=" in via and "received=127.0.0.1" in via  # RFC 3581
-            assert server.stats["register"] == 1
+            client = ("UDP", "127.0.0.1", sock.getsockname()[1])
+            for resp in (first, second):  # both challenges are good for this device
+                challenge = parse_digest(resp.get("WWW-Authenticate") or "")
+                header = authorization_header(
+                    device, "absorb-pass-1", "REGISTER", "sip:x", challenge
+                )
+                check = server.registrar.auth.digest.check_nonce(header, client, device)
+                assert isinstance(check, DigestCheck)
         finally:
             sock.close()
 

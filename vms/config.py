@@ -174,7 +174,10 @@ class SipSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"  # bind address
     port: int = Field(5060, ge=0, le=65535)  # 0 → any free port (tests)
-    transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
+    transports: list[Literal["udp", "tcp", "tls"]] = ["udp", "tcp"]
+    tls_port: int = Field(5061, ge=0, le=65535)  # SIP over TLS when "tls" is a transport
+    tls_cert_file: str = ""  # PEM certificate (chain) and key for SIP over TLS
+    tls_key_file: str = ""
     server_id: str = "34020000002000000001"
     domain: str = "3402000000"
     password: str = ""  # global device password when a device has none; no default
@@ -221,6 +224,14 @@ class SipSettings(Section):
     @classmethod
     def _check_password(cls, v: str) -> str:
         return check_device_password(v) if v else v
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> SipSettings:
+        if "tls" in self.transports:
+            if not (self.tls_cert_file and self.tls_key_file):
+                raise ValueError('transport "tls" needs tls_cert_file and tls_key_file')
+            check_tls_pair(self.tls_cert_file, self.tls_key_file)
+        return self
 
 
 # Passwords printed in NVR manuals and SDK samples: an attacker tries these first.
