@@ -26,6 +26,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.app import create_app
 from api.orgs import create_org
+from api.routers import events_ws
 from api.security import hash_password
 from storage.audit_models import AuditEntry, AuditRecord, append, verify
 from storage.db import Database
@@ -264,6 +265,21 @@ def test_sign_out_and_changes_revoke_tokens(node: Node) -> None:
         c.websocket_connect("/api/events/ws?token=" + sixth["Authorization"].split()[1]) as ws,
     ):
         ws.receive_json()
+
+
+def test_an_open_event_socket_is_closed_when_its_token_is_revoked(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_ws, "RECHECK_S", 0.2)
+    c, root = node.client, node.login("root")
+    op = node.login("op_a")
+    with c.websocket_connect("/api/events/ws?token=" + op["Authorization"].split()[1]) as ws:
+        assert ws.receive_json()["kind"] == "hello"
+        revoke = c.post(f"/api/users/{node.users['op_a']}/revoke", headers=root)
+        assert revoke.status_code == 204
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()  # no event comes before the close
+        assert closed.value.code == 1008 and "revoked" in closed.value.reason
 
 
 def test_a_scoped_admin_manages_only_its_subtree(node: Node) -> None:
