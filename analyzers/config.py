@@ -104,6 +104,8 @@ class FenceRule(RuleBase):
 
     type: Literal["climbing_fence"]
     line: str | None = None  # name from AnalysisConfig.lines
+    # which crossings count, seen on the picture facing along the line from its first point
+    direction: Literal["both", "left_to_right", "right_to_left"] = "both"
     confirm_s: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")

@@ -43,8 +43,17 @@ def segments_cross(p1: Point, p2: Point, a: Point, b: Point) -> bool:
     return (d1 > 0) != (d2 > 0) and d1 != 0 and d2 != 0 and (d3 > 0) != (d4 > 0)
 
 
-def crosses_polyline(p1: Point, p2: Point, line: Sequence[Point]) -> bool:
-    return any(segments_cross(p1, p2, line[i], line[i + 1]) for i in range(len(line) - 1))
+def crosses_polyline(p1: Point, p2: Point, line: Sequence[Point], direction: str = "both") -> bool:
+    """Whether p1→p2 crosses the polyline; ``direction`` restricts the sense, seen on the
+    picture walking along the line from its first point: "left_to_right" or "right_to_left"."""
+    for i in range(len(line) - 1):
+        a, b = line[i], line[i + 1]
+        if segments_cross(p1, p2, a, b):
+            # image y points down: a negative side is on the left of a→b as seen on screen
+            from_left = _side(a, b, p1) < 0
+            if direction == "both" or from_left == (direction == "left_to_right"):
+                return True
+    return False
 
 
 def iou(a: Box, b: Box) -> float:

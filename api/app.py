@@ -44,6 +44,7 @@ from .routers import (
     streams,
     supervision,
     uplink,
+    walls,
     warnings,
 )
 from .security import LoginLimiter, load_or_create_secret
@@ -106,6 +107,7 @@ def create_app(services: Services) -> FastAPI:
         ingest_push,
         intake,
         supervision,
+        walls,
     ):
         app.include_router(module.router)
 

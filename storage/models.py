@@ -373,3 +373,4 @@ from storage import device_alarm_models as _device_alarm_models  # noqa: E402,F4
 from storage import download_models as _download_models  # noqa: E402,F401
 from storage import intake_models as _intake_models  # noqa: E402,F401
 from storage import sensor_models as _sensor_models  # noqa: E402,F401
+from storage import wall_models as _wall_models  # noqa: E402,F401

@@ -196,6 +196,11 @@ async def test_scoping_hides_other_enterprises_alarms(node: Node) -> None:
     assert {a["alarm_id"] for a in county} == {mine.alarm_id, theirs.alarm_id}
     stats = (await c.get("/api/alarms/stats", headers=h)).json()
     assert stats["total"] == 1
+    assert [x["video_code"] for x in stats["by_camera"]] == [mine.channel_id]
+    assert [x["org_id"] for x in stats["by_org"]] == [node.site.enterprise_id]
+    r = await c.get(f"/api/alarms/stats?org_id={node.site.other_enterprise_id}", headers=h)
+    assert r.status_code == 404
+    assert (await c.get("/api/alarms/stats?start=yesterday", headers=h)).status_code == 422
     assert (await c.get("/api/alarms")).status_code == 401
     assert (await c.get("/api/uplink/status", headers=h)).status_code == 403
 
@@ -240,6 +245,11 @@ async def test_filters_paging_csv_statistics_and_image(node: Node) -> None:
     assert {(x["video_code"], x["count"]) for x in stats["by_camera"]} == {
         (cams[0], 3),
         (cams[1], 3),
+    }
+    # each camera named for the charts: its device and its channel's name
+    assert {(x["device_id"], x["name"]) for x in stats["by_camera"]} == {
+        (node.site.devices[cams[0]], "cam 1"),
+        (node.site.devices[cams[1]], "cam 2"),
     }
     assert stats["by_day"] == [{"day": "2026-11-25", "count": 6}]
     assert [x["hour"] for x in stats["by_hour"]] == [0, 1, 2, 3, 4, 5]

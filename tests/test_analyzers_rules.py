@@ -180,6 +180,33 @@ def test_climbing_fence_line_crossing_and_fence_zone() -> None:
     assert run(on_fence, [(0, [person(0.3, 0.3)])])[0][1:3] == (1, "3")
 
 
+def test_climbing_fence_counts_only_the_configured_direction() -> None:
+    """The line runs left to right across the picture (first point on the left): walking
+    down the picture crosses it from its left to its right, as seen facing along it."""
+    fence = [[0.0, 0.5], [1.0, 0.5]]
+    down = [(0, [person(0.3, 0.46)]), (1, [person(0.3, 0.56)]), (2, [person(0.3, 0.6)])]
+    up = [(0, [person(0.3, 0.56)]), (1, [person(0.3, 0.46)]), (2, [person(0.3, 0.4)])]
+
+    def fired(direction: str, script: list) -> list:
+        rule = {"type": "climbing_fence", "line": "fence", "direction": direction}
+        return [(t, s) for t, s, _, _ in run(engine([rule], lines={"fence": fence}), script)]
+
+    assert fired("left_to_right", down) == [(1, 1)]
+    assert fired("left_to_right", up) == []
+    assert fired("right_to_left", up) == [(1, 1)]
+    assert fired("right_to_left", down) == []
+    assert fired("both", up) == fired("both", down) == [(1, 1)]
+    assert crosses_polyline((0.3, 0.4), (0.3, 0.6), fence, "left_to_right")
+    assert not crosses_polyline((0.3, 0.6), (0.3, 0.4), fence, "left_to_right")
+    with pytest.raises(ValidationError, match="direction"):
+        AnalysisConfig.model_validate(
+            {
+                "lines": {"f": fence},
+                "rules": [{"type": "climbing_fence", "line": "f", "direction": "up"}],
+            }
+        )
+
+
 def test_gathering_needs_n_people_for_t_seconds() -> None:
     eng = engine([{"type": "gathering", "min_people": 3, "confirm_s": 10, "clear_s": 2}])
     two = [person(0.1, 0.5), person(0.3, 0.5)]

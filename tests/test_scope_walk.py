@@ -82,6 +82,7 @@ from storage.sensor_models import (
     WarningEvent,
     WarningLevel,
 )
+from storage.wall_models import Wall
 from vms.config import Settings
 from vms.services import Services
 
@@ -113,14 +114,19 @@ UNWALKED: dict[tuple[str, str], str] = {
 }
 WALKED_ELSEWHERE = {("WS", "/api/events/ws"): "test_events_reach_only_their_subtree"}
 SELF_ROUTES = {("GET", "/api/auth/me")}  # the caller's own profile: no comparison with root's
+# the caller's own named walls (api/routers/walls.py): each user sees its own, not root's
+SELF_ROUTES |= {("GET", "/api/walls"), ("GET", "/api/walls/{name}")}
 
 # Path parameters that name a node-wide thing (a superior, a report): the answer is the
 # caller's part of it, so such routes are checked like lists.
 SHARED_PARAMS = {"upstream_id", "report_id"}
 # a cruise track, an SD card: of the device named beside; the table an uplink client posts
 NEUTRAL_PARAMS = {"number", "index", "table"}
+NEUTRAL_PARAMS |= {"name"}  # a wall's name: of the caller's own walls
 # Changes of node-wide things: allowed or not, they must neither show nor change B's rows.
 SHARED_CHANGES = {("POST", "/api/uplink/outbox/resend"), ("POST", "/api/supervision/reports")}
+# deleting one of the caller's own walls by name: another user's wall of that name stays
+SHARED_CHANGES |= {("DELETE", "/api/walls/{name}")}
 # Leaks found by the walk and reported, not fixed here: (why, the tables they change).  The
 # walk still checks them and fails once one keeps to scope, so the entry is taken out.
 KNOWN_LEAKS: dict[tuple[str, str], tuple[str, set[str]]] = {}
@@ -173,6 +179,7 @@ def _site_fill(path: str, name: str, b: SiteObjects, report_id: int) -> Any:
         "record_id": b.intake_record_id,
         "upstream_id": UPSTREAM,
         "report_id": report_id,
+        "name": "walk",  # root and B's user each have a wall of that name
     }
     if name not in fill:
         raise KeyError(name)
@@ -225,6 +232,7 @@ def _bodies(w: Walk) -> dict[tuple[str, str], Any]:
         ("POST", "/api/sensors/import"): [{"tag": "WALK-2", "kind": "level"}],
         ("POST", "/api/supervision/reports"): {"kind": "weekly", "period_start": week},
         ("POST", "/api/users/{user_id}/token"): {"ttl_days": 1},
+        ("PUT", "/api/walls/{name}"): {"layout": 4, "channels": [f"{b.device_id}/{b.channel_id}"]},
         ("POST", "/api/intake/{table}"): {  # an alarm of B's camera, posted from below
             "ALARM_ID": str(uuid.uuid4()),
             "ALARM_TYPE": "1",
@@ -700,6 +708,10 @@ class FakeAnalyzers(Recorded):
     def model_specs(self, config: Any) -> list[Any]:
         return []
 
+    async def latest_frame(self, camera: ChannelRef, within_s: float) -> np.ndarray | None:
+        """The newest analysed frame (the snapshot for drawing zones)."""
+        return np.zeros((36, 64, 3), np.uint8)
+
     async def configure(self, camera: ChannelRef, profile: str, config: Any) -> None:
         self.note("analyzers.configure", camera)
 
@@ -893,6 +905,9 @@ def open_walk(services: Services) -> Iterator[Walk]:
                 s.add(user)
                 s.flush()
             actors[username] = Actor(username, role, key, user.id, org.path if org else None)
+        b_camera = f"{sites['B'].device_id}/{sites['B'].channel_id}"
+        for username in ("root", "ent_BMARK"):  # own walls showing B's camera
+            s.add(Wall(user_id=actors[username].user_id, name="walk", channels=[b_camera]))
     secret = services.settings.auth.jwt_secret
     for a in actors.values():
         token = create_token(secret, a.user_id, a.role.value, 3600)

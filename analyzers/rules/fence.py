@@ -25,7 +25,9 @@ class ClimbingFence(Rule):
             crossed = (
                 self.line is not None
                 and len(t.history) >= 2
-                and crosses_polyline(t.history[-2][1], t.history[-1][1], self.line)
+                and crosses_polyline(
+                    t.history[-2][1], t.history[-1][1], self.line, self.cfg.direction
+                )
             )
             if on_fence or crossed:
                 hits.append(t.det)

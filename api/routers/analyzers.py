@@ -1,4 +1,5 @@
-"""Analysis per camera: achieved fps and drops, and the channel's analysis config (GET/PUT).
+"""Analysis per camera: achieved fps and drops, the channel's analysis config (GET/PUT), and
+the camera's current picture (``snapshot.jpg``) that the web UI draws zones and lines on.
 
 Scoped by the organisation of the channel's device; the config is validated with the pydantic
 models of ``analyzers.config`` and against the camera's profile before it is stored or applied.
@@ -6,9 +7,10 @@ models of ``analyzers.config`` and against the camera's profile before it is sto
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -19,8 +21,10 @@ from analyzers.engine import ConfigRejected, check_config
 from analyzers.manifest import ManifestError, ModelMissing
 from sip.channel_ref import ChannelRef
 from storage.models import Channel
+from vms.alarms.images import encode_jpeg
 from vms.analyzer_component import profile_of
 from vms.uplink.identity import not_reportable_reason, reports_alarms
+from vms.warning.snapshot import SnapshotError, grab_keyframe, keyframe_jpeg
 
 from ..channel_scope import DeviceQuery, camera_ref, visible_channel, visible_refs
 from ..deps import HUMANS, Caller, CallerDep, ServicesDep, require_roles
@@ -137,3 +141,37 @@ async def put_analysis(
     if services.analyzers is not None:
         await services.analyzers.configure(camera, profile, config)
     return _out(services, camera, profile, raw)
+
+
+@router.get(
+    "/channels/{channel_id}/snapshot.jpg",
+    dependencies=[require_roles(*HUMANS)],
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "the camera's current picture"},
+        503: {"description": "no picture now (no media hub, no keyframe in time); says why"},
+    },
+)
+async def snapshot(
+    channel_id: str, caller: CallerDep, services: ServicesDep, device_id: DeviceQuery = None
+) -> Response:
+    """The camera's current picture, for drawing zones and lines on (``?token=`` works, for
+    an ``<img>``).  The analyzer's newest frame when the camera is analysed, else the next
+    keyframe from the stream hub (which pulls the camera on demand), decoded in a thread."""
+    _, camera, _ = await _channel(services, caller, channel_id, device_id)
+    headers = {"Cache-Control": "no-store"}
+    pool = services.analyzers
+    frame = await pool.latest_frame(camera, 0.0) if pool is not None else None
+    if frame is not None:
+        data = await asyncio.to_thread(encode_jpeg, frame)
+        return Response(data, media_type="image/jpeg", headers=headers)
+    if services.media is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "media hub is not running")
+    wait_s = services.settings.warning.snapshot_timeout_s
+    try:
+        unit = await grab_keyframe(services.media, camera, wait_s)
+        data = await asyncio.to_thread(keyframe_jpeg, unit)
+    except SnapshotError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"no picture from the camera: {exc}"
+        ) from None
+    return Response(data, media_type="image/jpeg", headers=headers)

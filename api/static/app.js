@@ -11,8 +11,10 @@ import { SupervisionView } from "./js/supervision.js";
 import { WarningsView, warningSnapshot, warningToast } from "./js/warnings.js";
 import { cameraKey, invalidate } from "./js/catalog.js";
 import { IntakeView } from "./js/intake.js";
+import { SetupView } from "./js/setup.js";
+import { StatsView } from "./js/stats.js";
 
-const VIEWS = ["devices", "live", "alarms", "replay", "sensors", "warnings", "supervision", "intake"];
+const VIEWS = ["devices", "live", "alarms", "replay", "sensors", "warnings", "supervision", "intake", "setup", "stats"];
 const $ = id => document.getElementById(id);
 
 // A camera is named by its key "device/channel" (or a bare channel ID the views resolve).
@@ -31,6 +33,8 @@ let sensorsView = new SensorsView(actions);
 let warningsView = new WarningsView(actions);
 let supervisionView = new SupervisionView(actions);
 let intakeView = new IntakeView();
+let setupView = new SetupView(actions);
+let statsView = new StatsView();
 const push = new AlarmPush($("toasts"), actions, (alarm, kind) => {
   refreshBadge();
   if (current === "alarms") alarmsView.refresh();
@@ -74,6 +78,7 @@ async function go(name, args = {}) {
   if (!VIEWS.includes(name)) name = "live";
   if (current === "replay" && name !== "replay") replayView.unmount();
   if (current === "sensors" && name !== "sensors") sensorsView.unmount();
+  if (current === "stats" && name !== "stats") statsView.unmount();
   current = name;
   if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
   document.querySelectorAll("#nav button[data-view]").forEach(b => b.classList.toggle("active", b.dataset.view === name));
@@ -88,6 +93,8 @@ async function go(name, args = {}) {
     else if (name === "warnings") await warningsView.mount(root, args.warningId);
     else if (name === "supervision") await supervisionView.mount(root);
     else if (name === "intake") await intakeView.mount(root);
+    else if (name === "setup") await setupView.mount(root, args.camera);
+    else if (name === "stats") await statsView.mount(root);
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) root.replaceChildren(document.createTextNode(e.message));
   }
@@ -164,6 +171,10 @@ session.onLogout = () => {
   warningsView = new WarningsView(actions);
   supervisionView = new SupervisionView(actions);
   intakeView = new IntakeView();
+  setupView.unmount();
+  statsView.unmount();
+  setupView = new SetupView(actions);
+  statsView = new StatsView();
   current = null;
   show();
 };

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from storage.models import Alarm, Organisation
+from storage.models import Alarm, Channel, Device, Organisation
 
 from . import codes
 
@@ -41,10 +41,16 @@ def statistics(session: Session, stmt: Select[Any], tz: str) -> dict[str, Any]:
             .order_by(func.count().desc())
         ).all()
     ]
+    # per camera (device, channel): two devices may list one channel code; the camera's name
+    # and device label the chart (both "" once the camera is gone)
     by_camera = [
-        {"video_code": vc, "count": n}
-        for vc, n in session.execute(
-            select(a.video_code, func.count()).group_by(a.video_code).order_by(func.count().desc())
+        {"video_code": vc, "device_id": dev or "", "name": name or "", "count": n}
+        for vc, dev, name, n in session.execute(
+            select(a.video_code, Device.device_id, Channel.name, func.count())
+            .outerjoin(Channel, Channel.id == a.channel_pk)
+            .outerjoin(Device, Device.id == Channel.device_pk)
+            .group_by(a.video_code, a.channel_pk, Device.device_id, Channel.name)
+            .order_by(func.count().desc(), a.video_code)
         ).all()
     ]
     zone = ZoneInfo(tz)
