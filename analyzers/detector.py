@@ -50,18 +50,24 @@ def letterbox(img: np.ndarray, size: int, rect: bool = False) -> tuple[np.ndarra
     ih, iw = input_shape(h, w, size, rect)
     r = min(ih / h, iw / w)
     nh, nw = min(ih, round(h * r)), min(iw, round(w * r))
-    out = np.full((ih, iw, 3), 114, dtype=np.uint8)
     top, left = (ih - nh) // 2, (iw - nw) // 2
     # area averaging when shrinking: linear is ~4x cheaper but lost 2 of 64 people on vtest
     interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
-    out[top : top + nh, left : left + nw] = cv2.resize(img, (nw, nh), interpolation=interp)
+    small = cv2.resize(img, (nw, nh), interpolation=interp)
+    if (nh, nw) == (ih, iw):
+        return small, r, left, top
+    # the grey border in one pass (no full canvas filled, then overwritten)
+    pad = (top, ih - nh - top, left, iw - nw - left)
+    out = cv2.copyMakeBorder(small, *pad, cv2.BORDER_CONSTANT, value=(114, 114, 114))
     return out, r, left, top
 
 
 def to_blob(squares: Sequence[np.ndarray]) -> np.ndarray:
     """BGR uint8 images of one shape → float32 NCHW RGB 0..1."""
     batch = np.stack(squares)[..., ::-1].transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(batch, dtype=np.float32) * (1.0 / 255.0)
+    out = np.empty(batch.shape, np.float32)
+    np.multiply(batch, np.float32(1.0 / 255.0), out=out, casting="unsafe")  # one pass, one copy
+    return out
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> list[int]:
