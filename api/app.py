@@ -29,6 +29,7 @@ from .routers import (
     downloads,
     events_ws,
     gateways,
+    geomap,
     ingest_push,
     installations,
     intake,
@@ -108,6 +109,7 @@ def create_app(services: Services) -> FastAPI:
         intake,
         supervision,
         walls,
+        geomap,
     ):
         app.include_router(module.router)
 

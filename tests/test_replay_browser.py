@@ -9,6 +9,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,23 @@ def state(driver: Any) -> dict[str, Any]:
     return driver.execute_script(REPLAY)
 
 
+def open_replay(driver: Any, node: LiveNode) -> None:
+    """Log in as the operator and open the camera's replay from the device tree."""
+    from selenium.webdriver.common.by import By
+
+    log_in(driver, node, "operator")
+    nav(driver, "devices")
+    wait_for(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, f'li.channel[data-channel="{CHANNEL_ID}"]'),
+        "the camera in the device tree",
+    )
+    driver.execute_script(
+        f"document.querySelector('li.channel[data-channel=\"{CHANNEL_ID}\"] button:last-child')"
+        ".click()"
+    )
+
+
 def test_recorded_replay_pauses_speeds_jumps_and_downloads(tmp_path: Path, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -103,17 +121,7 @@ def test_recorded_replay_pauses_speeds_jumps_and_downloads(tmp_path: Path, brows
     node.start()
     try:
         driver = browser
-        log_in(driver, node, "operator")
-        nav(driver, "devices")
-        wait_for(
-            driver,
-            lambda d: d.find_elements(By.CSS_SELECTOR, f'li.channel[data-channel="{CHANNEL_ID}"]'),
-            "the camera in the device tree",
-        )
-        driver.execute_script(
-            f"document.querySelector('li.channel[data-channel=\"{CHANNEL_ID}\"] button:last-child')"
-            ".click()"
-        )
+        open_replay(driver, node)
         wait_for(driver, lambda d: (s := state(d))["w"] > 0 and s["t"] > 0.3, "HLS to play")
         assert state(driver)["speed"] == 1
 
@@ -265,5 +273,62 @@ def test_nvr_replay_is_controlled_on_the_device(tmp_path: Path, browser: Any) ->
         # Leaving the page hangs the viewer up; the session is closed after it.
         driver.get("about:blank")
         wait_for(driver, lambda d: not node.services.live.sessions, "the viewer to hang up", 10)
+    finally:
+        node.stop()
+
+
+MARKS = """
+const bar = document.querySelector('.timeline-bar');
+return {alarms: [...bar.querySelectorAll('.alarm-mark')].map(m => ({id: m.dataset.alarm,
+          at: m.dataset.at, left: parseFloat(m.style.left)})),
+        gaps: [...bar.querySelectorAll('.span.gap')].map(g => [g.dataset.start, g.dataset.end]),
+        counted: bar.dataset.alarms};
+"""
+
+
+def test_alarm_markers_on_the_timeline_play_from_just_before_the_alarm(
+    tmp_path: Path, browser: Any
+) -> None:
+    """The camera's alarms in the window (active or cleared) are markers on the timeline, the
+    other camera's are not; the break between the two recordings shows as a gap; a click on a
+    marker plays from a few seconds before its alarm."""
+    from selenium.webdriver.common.by import By
+
+    from .live_media import OTHER_CHANNEL_ID
+    from .map_support import raise_alarm
+    from .sensor_web import screenshot
+
+    node = LiveNode(tmp_path / "data")  # recordings 40 and 20 minutes ago; an alarm now
+    (a_start, a_end), (b_start, _) = node.recorded
+    inside = raise_alarm(node.services.db, CHANNEL_ID, b_start + timedelta(seconds=12))
+    cleared = raise_alarm(node.services.db, CHANNEL_ID, a_start + timedelta(seconds=5), False)
+    raise_alarm(node.services.db, OTHER_CHANNEL_ID, b_start)  # another camera's
+    node.start()
+    try:
+        driver = browser
+        open_replay(driver, node)
+        marks = wait_for(
+            driver, lambda d: (m := d.execute_script(MARKS)) and m["counted"] and m, "markers"
+        )
+        ids = {m["id"] for m in marks["alarms"]}
+        assert ids == {inside, cleared, node.alarm_id}, marks  # not the other camera's
+        by_id = {m["id"]: m for m in marks["alarms"]}
+        assert by_id[cleared]["left"] < by_id[inside]["left"] < by_id[node.alarm_id]["left"]
+        gap_ends = [
+            (datetime.fromisoformat(s), datetime.fromisoformat(e)) for s, e in marks["gaps"]
+        ]
+        near = lambda x, y: abs((x - y).total_seconds()) < 1.5  # noqa: E731
+        assert any(near(s, a_end) and near(e, b_start) for s, e in gap_ends), marks  # the break
+        wait_for(driver, lambda d: state(d)["t"] > 0.3, "the first recording to play")
+
+        driver.find_element(By.CSS_SELECTOR, f'.alarm-mark[data-alarm="{inside}"]').click()
+        target = (b_start + timedelta(seconds=12 - 5)).timestamp() * 1000
+        s = wait_for(
+            driver,
+            lambda d: (n := state(d))["ready"] >= 2 and abs(n["at"] - target) < 4000 and n,
+            "playing from 5 s before the alarm",
+        )
+        assert "报警 alarms: 3" in s["info"]
+        screenshot(driver, "replay-alarm-markers", tmp_path)
     finally:
         node.stop()

@@ -1206,6 +1206,7 @@ SERVING_B = {
     "/api/devices",
     "/api/device-alarms",
     "/api/device-positions",
+    "/api/map",
     "/api/alarms",
     "/api/alarms/export.csv",
     "/api/downloads",
@@ -1221,6 +1222,7 @@ SERVING_B = {
     "/api/supervision/daily",
     "/api/supervision/overdue-alarms",
     "/api/uplink/outbox",
+    "/api/uplink/receivers",  # B's dead letter's error among the recent ones
     "/api/streams",
     "/api/recordings/status",
     "/api/analyzers/stats",

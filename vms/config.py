@@ -66,6 +66,18 @@ class ServerSettings(Section):
     # HTTPS for the API and the web UI: PEM certificate (chain) and key, both or neither
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # the map page's slippy-map tiles, e.g. "https://tiles.example/{z}/{x}/{y}.png" (a tile
+    # server inside the closed network); "" → points drawn on a plain plane, no tiles fetched
+    map_tile_url: str = ""
+    map_tile_attribution: str = ""  # shown in the map's corner, as the tile licence asks
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _check_tile_url(cls, v: str) -> str:
+        placed = all(k in v for k in ("{z}", "{x}", "{y}"))
+        if v and not (re.match(r"^(https?://|/)", v) and placed):
+            raise ValueError("must be an http(s):// or /path URL with {z}, {x} and {y}")
+        return v
 
     @model_validator(mode="after")
     def _check_tls(self) -> ServerSettings:

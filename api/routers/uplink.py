@@ -10,12 +10,24 @@ and has no business with this node's own outbox.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
 
 from storage.models import Alarm, Organisation, OutboxItem, OutboxState
 from vms.uplink import outbox
@@ -102,6 +114,82 @@ def uplink_status(caller: CallerDep, services: ServicesDep, session: SessionDep)
         "sender": sender.stats() if sender is not None and caller.org_path is None else {},
         "outbox": _counts(caller, session),
     }
+
+
+RECENT_ERRORS = 5  # distinct errors shown per receiver, newest first
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; they are UTC."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+@router.get("/receivers")
+def receiver_summary(
+    caller: CallerDep, services: ServicesDep, session: SessionDep
+) -> dict[str, Any]:
+    """Per receiver, what the web UI's admin panel shows without paging the outbox: pending
+    (and of those retrying), dead and delivered counts, the oldest pending row's age, the last
+    delivery and the most recent distinct errors, all of the caller's subtree's rows.  A
+    receiver no longer configured but still holding rows is listed with ``configured`` false."""
+    now = outbox.now_utc()
+    configured = {r.name: r for r in services.settings.uplink.receivers}
+    out: dict[str, dict[str, Any]] = {}
+
+    def entry(name: str) -> dict[str, Any]:
+        r = configured.get(name)
+        return out.setdefault(
+            name,
+            {
+                "name": name,
+                "configured": r is not None,
+                "format": r.format if r is not None else "",
+                "tables": [t for t in (TABLE2, TABLE3, TABLE4) if getattr(r, f"{t}_url", "")],
+                "pending": 0,
+                "retrying": 0,
+                "dead": 0,
+                "sent": 0,
+                "oldest_pending_at": None,
+                "oldest_pending_age_s": None,
+                "last_sent_at": None,
+                "errors": [],
+            },
+        )
+
+    for name in configured:
+        entry(name)
+    retrying = func.sum(case((OutboxItem.attempts > 0, 1), else_=0))
+    stmt = select(
+        OutboxItem.receiver,
+        OutboxItem.state,
+        func.count(),
+        retrying,
+        func.min(OutboxItem.created_at),
+        func.max(OutboxItem.sent_at),
+    ).group_by(OutboxItem.receiver, OutboxItem.state)
+    for name, state, count, retries, oldest, last_sent in session.execute(scoped(caller, stmt)):
+        e = entry(name)
+        e[state.value] = count
+        if state == OutboxState.pending:
+            e["retrying"] = int(retries or 0)
+            e["oldest_pending_at"] = _aware(oldest)
+            if oldest is not None:
+                e["oldest_pending_age_s"] = max(0.0, (now - _aware(oldest)).total_seconds())
+        elif state == OutboxState.sent:
+            e["last_sent_at"] = _aware(last_sent)
+    latest = func.max(func.coalesce(OutboxItem.dead_at, OutboxItem.next_attempt_at))
+    errors = (
+        select(OutboxItem.receiver, OutboxItem.last_error, func.count(), latest)
+        .where(OutboxItem.state != OutboxState.sent, OutboxItem.last_error != "")
+        .group_by(OutboxItem.receiver, OutboxItem.last_error)
+        .order_by(latest.desc())
+        .limit(200)
+    )
+    for name, error, count, at in session.execute(scoped(caller, errors)):
+        listed = entry(name)["errors"]
+        if len(listed) < RECENT_ERRORS:
+            listed.append({"error": error, "count": count, "at": _aware(at)})
+    return {"receivers": list(out.values()), "at": now}
 
 
 @router.get("/outbox", response_model=list[OutboxOut])

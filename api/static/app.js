@@ -13,8 +13,13 @@ import { cameraKey, invalidate } from "./js/catalog.js";
 import { IntakeView } from "./js/intake.js";
 import { SetupView } from "./js/setup.js";
 import { StatsView } from "./js/stats.js";
+import { AdminView } from "./js/admin.js";
+import { MapView } from "./js/map.js";
 
-const VIEWS = ["devices", "live", "alarms", "replay", "sensors", "warnings", "supervision", "intake", "setup", "stats"];
+const VIEWS = ["devices", "live", "map", "alarms", "replay", "sensors", "warnings", "supervision", "intake", "setup", "stats", "admin"];
+// Views only some roles get (their nav buttons are hidden for the others, the API refuses anyway).
+const ROLE_VIEWS = { admin: ["admin"] };
+const allowed = name => !ROLE_VIEWS[name] || (session.me && ROLE_VIEWS[name].includes(session.me.role));
 const $ = id => document.getElementById(id);
 
 // A camera is named by its key "device/channel" (or a bare channel ID the views resolve).
@@ -23,6 +28,7 @@ const actions = {
   replay: (camera, at) => go("replay", { channelId: camera, at }),
   warning: warningId => go("warnings", { warningId }),
   openRef: (source, ref) => (source === "video" ? go("alarms") : go("warnings", { warningId: ref })),
+  view: name => go(name),
 };
 
 let wall = null; // built after login: its saved layout belongs to the user
@@ -35,9 +41,12 @@ let supervisionView = new SupervisionView(actions);
 let intakeView = new IntakeView();
 let setupView = new SetupView(actions);
 let statsView = new StatsView();
+let adminView = new AdminView();
+let mapView = new MapView(actions);
 const push = new AlarmPush($("toasts"), actions, (alarm, kind) => {
   refreshBadge();
   if (current === "alarms") alarmsView.refresh();
+  if (current === "map") mapView.onAlarm();
   if (kind === "alarm.raised" && wall) wall.alarmRaised(cameraKey(alarm.device_id, alarm.video_code));
 });
 // Device online/offline pushes (sent to administrators) refresh the tree while it is shown.
@@ -75,10 +84,11 @@ function warningCameras(data) {
 }
 
 async function go(name, args = {}) {
-  if (!VIEWS.includes(name)) name = "live";
+  if (!VIEWS.includes(name) || !allowed(name)) name = "live";
   if (current === "replay" && name !== "replay") replayView.unmount();
   if (current === "sensors" && name !== "sensors") sensorsView.unmount();
   if (current === "stats" && name !== "stats") statsView.unmount();
+  if (current === "map" && name !== "map") mapView.unmount();
   current = name;
   if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
   document.querySelectorAll("#nav button[data-view]").forEach(b => b.classList.toggle("active", b.dataset.view === name));
@@ -95,6 +105,8 @@ async function go(name, args = {}) {
     else if (name === "intake") await intakeView.mount(root);
     else if (name === "setup") await setupView.mount(root, args.camera);
     else if (name === "stats") await statsView.mount(root);
+    else if (name === "admin") await adminView.mount(root);
+    else if (name === "map") await mapView.mount(root);
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) root.replaceChildren(document.createTextNode(e.message));
   }
@@ -130,6 +142,10 @@ async function refreshBadge() {
   } catch (_) { /* badge is best effort */ }
 }
 
+function gateNav() {
+  document.querySelectorAll("#nav button[data-view]").forEach(b => { b.hidden = !allowed(b.dataset.view); });
+}
+
 async function show() {
   const loggedIn = !!session.token;
   $("login-view").hidden = loggedIn;
@@ -137,6 +153,7 @@ async function show() {
   $("app-view").hidden = !loggedIn;
   $("nav").hidden = !loggedIn;
   $("logout").hidden = !loggedIn;
+  gateNav(); // until /me answers (and after a logout) no role-only button shows
   if (!loggedIn) { $("who").textContent = ""; return; }
   try { session.me = await api("/api/auth/me"); } catch (_) { return; }
   $("who").textContent = `${session.me.username} (${session.me.role})`;
@@ -146,6 +163,7 @@ async function show() {
     $("app-view").hidden = $("nav").hidden = true;
     return;
   }
+  gateNav();
   wall ||= new LiveWall("vms.wall." + session.me.username);
   push.start();
   refreshBadge();
@@ -175,6 +193,9 @@ session.onLogout = () => {
   statsView.unmount();
   setupView = new SetupView(actions);
   statsView = new StatsView();
+  adminView = new AdminView();
+  mapView.unmount();
+  mapView = new MapView(actions);
   current = null;
   show();
 };

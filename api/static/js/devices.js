@@ -1,6 +1,11 @@
-// Device tree: organisation → device (online status) → cameras, with live and replay shortcuts.
-import { fmtTime, h } from "./api.js";
+// Device tree: organisation → device (online status, registration, transport, keepalive, a
+// catalog refresh) → cameras, with live and replay shortcuts.
+import { api, fmtTime, h } from "./api.js";
+import { errorText } from "./admin_common.js";
 import { cameraKey, invalidate, loadCatalog } from "./catalog.js";
+
+// A device's admission (``status``): only an active one may register.
+const ADMISSION = { active: "已接入 admitted", pending: "待审核 pending approval", disabled: "已停用 disabled" };
 
 const KIND = {
   province: "省 Province", city: "市 City", county: "县区 County", park: "园区 Park",
@@ -31,13 +36,45 @@ export async function renderDevices(root, actions) {
   const summary = h("p", { class: "summary" },
     `设备 devices: ${catalog.devices.length} · 在线 online: ${online} · 摄像机 cameras: ${catalog.channels.size}`);
 
-  function deviceNode(d) {
-    const chans = h("ul", { class: "channels" }, d.channels.map(c => h("li", { class: "channel", "data-channel": c.channel_id },
-      h("span", { class: "cam" }, "📷 "),
+  function channelList(d) {
+    return h("ul", { class: "channels" }, d.channels.map(c => h("li", { class: "channel", "data-channel": c.channel_id },
+      h("span", { class: "cam" }, "■ "),
       h("span", { class: "name" }, c.name || c.channel_id), " ",
       h("code", {}, c.channel_id), " ",
       h("button", { class: "small", title: "实时 Live", onclick: () => actions.live(cameraKey(d.device_id, c.channel_id)) }, "▶ 实时 Live"), " ",
-      h("button", { class: "small", title: "回放 Replay", onclick: () => actions.replay(cameraKey(d.device_id, c.channel_id)) }, "⏪ 回放 Replay"))));
+      h("button", { class: "small", title: "回放 Replay", onclick: () => actions.replay(cameraKey(d.device_id, c.channel_id)) }, "◀ 回放 Replay"))));
+  }
+
+  function deviceNode(d) {
+    let chans = d.channels.length ? channelList(d) : h("p", { class: "muted" }, "无通道 no channels");
+    const result = h("span", { class: "catalog-result", role: "status" });
+    const refresh = h("button", { class: "small catalog-refresh", title: "向设备查询目录 Catalog query to the device" }, "刷新目录 Refresh catalog");
+    refresh.addEventListener("click", async () => {
+      refresh.disabled = true;
+      result.dataset.ok = "";
+      result.textContent = "查询中… querying";
+      try {
+        const got = await api(`/api/sip/devices/${encodeURIComponent(d.device_id)}/catalog`, { method: "POST" });
+        result.dataset.ok = "1";
+        result.textContent = `目录已刷新 catalog refreshed: ${got.channels} 通道 channels` +
+          (got.sum_num != null ? ` (SumNum ${got.sum_num})` : "") + (got.complete ? "" : " · 不完整 incomplete");
+        invalidate(); // other views see the new channels
+        d.channels = await api(`/api/devices/${encodeURIComponent(d.device_id)}/channels`);
+        const fresh = d.channels.length ? channelList(d) : h("p", { class: "muted" }, "无通道 no channels");
+        chans.replaceWith(fresh);
+        chans = fresh;
+      } catch (e) {
+        result.dataset.ok = "0";
+        result.textContent = `刷新失败 refresh failed: ${errorText(e)}`;
+      } finally { refresh.disabled = false; }
+    });
+    const transport = String(d.transport || "").toUpperCase();
+    const meta = h("div", { class: "device-meta" },
+      h("span", { class: "device-admission", "data-status": d.status }, ADMISSION[d.status] || d.status),
+      h("span", { class: "device-registered" }, d.registered_at ? `注册 registered ${fmtTime(d.registered_at)}` : "未注册 never registered"),
+      h("span", { class: "device-transport" }, transport ? `传输 transport ${transport}${d.remote_host ? ` ${d.remote_host}:${d.remote_port}` : ""}` : ""),
+      h("span", { class: "device-keepalive" }, d.keepalive_at ? `心跳 keepalive ${fmtTime(d.keepalive_at)}` : "无心跳 no keepalive"),
+      refresh, result);
     const status = d.online ? "online" : "offline";
     return h("li", { class: "device", "data-device": d.device_id },
       h("details", { open: true },
@@ -46,9 +83,8 @@ export async function renderDevices(root, actions) {
           h("strong", {}, d.name || d.device_id), " ",
           h("code", {}, d.device_id), " ",
           h("span", { class: status }, d.online ? "在线 online" : "离线 offline"), " ",
-          h("span", { class: "muted" }, [d.manufacturer, d.model].filter(Boolean).join(" "),
-            d.keepalive_at ? ` · 心跳 keepalive ${fmtTime(d.keepalive_at)}` : "")),
-        d.channels.length ? chans : h("p", { class: "muted" }, "无通道 no channels")));
+          h("span", { class: "muted" }, [d.manufacturer, d.model].filter(Boolean).join(" "))),
+        meta, chans));
   }
 
   function orgNode(o) {

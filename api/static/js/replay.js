@@ -2,7 +2,8 @@
 // (GB28181 Playback, watched over WebRTC); pause/resume, speed and seek work for both — in the
 // browser for our recordings, as MANSRTSP commands to the device for the NVR's — and downloads.
 import { api, fmtTime, h, withToken } from "./api.js";
-import { cameraBody, cameraOptions, cameraPath, keyOf, loadCatalog, withDevice } from "./catalog.js";
+import { typeName } from "./alarms.js";
+import { cameraBody, cameraOptions, cameraPath, keyOf, loadCatalog, parseKey, withDevice } from "./catalog.js";
 import { DownloadsPanel } from "./downloads.js";
 import { LiveViewer } from "./webrtc.js";
 
@@ -13,6 +14,8 @@ const JUMP_S = 30;
 const EXPORT_S = 60;
 const DOWNLOAD_DEFAULT_S = 300;
 const POLL_MS = 500;
+const ALARM_LEAD_S = 5; // an alarm marker plays from a little before the alarm
+const ALARM_LIMIT = 1000;
 
 let hlsLoading = null;
 function loadHls() {
@@ -25,6 +28,20 @@ function loadHls() {
     document.head.append(s);
   });
   return hlsLoading;
+}
+
+// Holes between consecutive recorded ranges that the server did not already name (the NVR's
+// own recordings come with no gaps at all): every break in the bar shows as a gap.
+function holes(ranges, known) {
+  const out = [...known];
+  const sorted = [...ranges].sort((a, b) => new Date(a.start) - new Date(b.start));
+  for (let i = 1; i < sorted.length; i++) {
+    const a = new Date(sorted[i - 1].end), b = new Date(sorted[i].start);
+    if (b - a < 1000) continue;
+    if (known.some(g => new Date(g.start) < b && new Date(g.end) > a)) continue;
+    out.push({ start: sorted[i - 1].end, end: sorted[i].start, reason: "" });
+  }
+  return out;
 }
 
 function localInput(d) {
@@ -53,6 +70,11 @@ export class ReplayView {
     this.cursor = h("div", { class: "timeline-cursor", hidden: true });
     this.bar.append(this.cursor);
     this.labels = h("div", { class: "timeline-labels" });
+    this.legend = h("div", { class: "timeline-legend" },
+      h("i", { style: "background:var(--ok)" }), "已录 recorded", h("i", { style: "background:var(--bad);opacity:.6" }), "缺口 gap",
+      h("i", { class: "legend-schedule", style: "background:repeating-linear-gradient(45deg,var(--line) 0 3px,transparent 3px 6px)" }), "计划外 outside schedule",
+      h("i", { style: "background:var(--bad);width:3px" }), "报警 alarm (点击回放 click to play)");
+    this.loads = 0; // a newer load() drops what an older one still fetches
     this.info = h("p", { class: "muted" });
     this.clock = h("span", { class: "clock" });
     this.state = h("span", { class: "replay-state muted" });
@@ -69,7 +91,7 @@ export class ReplayView {
     this.el = h("div", { class: "replay-view" },
       h("div", { class: "toolbar" }, "摄像机 Camera: ", this.cameraSel, " ", this.sourceSel, " 截止 Until: ", this.endInput, " ", this.windowSel,
         h("button", { onclick: () => { this.end = new Date(); this.load(); } }, "现在 Now")),
-      h("div", { class: "timeline" }, this.bar, this.labels), this.info,
+      h("div", { class: "timeline" }, this.bar, this.labels, this.legend), this.info,
       h("div", { class: "player" }, this.video, this.controls, h("div", {}, "播放时间 Playing: ", this.clock, " ", this.exportLink)),
       this.downloads.el);
     this.showSpeed();
@@ -113,7 +135,8 @@ export class ReplayView {
     this.el.dataset.source = this.source;
     this.bar.dataset.start = this.start.toISOString();
     this.bar.dataset.end = this.end.toISOString();
-    this.bar.querySelectorAll(".span").forEach(e => e.remove());
+    this.bar.querySelectorAll(".span, .alarm-mark").forEach(e => e.remove());
+    const load = ++this.loads;
     this.labels.replaceChildren(h("span", {}, fmtTime(this.start.toISOString())), h("span", {}, fmtTime(this.end.toISOString())));
     if (!this.channelId) { this.info.textContent = "请选择摄像机 choose a camera"; return; }
     const defaultEnd = new Date(Math.min(this.end.getTime(), this.start.getTime() + DOWNLOAD_DEFAULT_S * 1e3));
@@ -121,23 +144,53 @@ export class ReplayView {
     let tl;
     try { tl = await this.fetchRanges(); }
     catch (e) { this.info.textContent = `录像查询失败 timeline failed: ${e.message}`; return; }
+    if (load !== this.loads) return;
     const total = this.end - this.start;
     const place = (span, cls) => {
       const a = Math.max(new Date(span.start) - this.start, 0), b = Math.min(new Date(span.end) - this.start, total);
       if (b <= a) return;
+      const what = cls === "recorded" ? "" : cls.includes("schedule") ? "计划外 outside schedule " : "缺口 gap ";
       this.bar.append(h("div", { class: `span ${cls}`, style: `left:${(a / total) * 100}%;width:${Math.max(((b - a) / total) * 100, 0.2)}%`,
-        title: `${fmtTime(span.start)} – ${fmtTime(span.end)}${span.reason ? " " + span.reason : ""}` }));
+        "data-start": span.start, "data-end": span.end,
+        title: `${what}${fmtTime(span.start)} – ${fmtTime(span.end)}${span.reason ? " " + span.reason : ""}` }));
     };
     tl.ranges.forEach(r => place(r, "recorded"));
-    const faults = tl.gaps.filter(g => g.reason !== "schedule");  // outside the schedule: plain "not recorded"
-    faults.forEach(g => place(g, "gap"));
+    const gaps = holes(tl.ranges, tl.gaps);
+    gaps.forEach(g => place(g, g.reason === "schedule" ? "gap schedule" : "gap"));
+    const faults = gaps.filter(g => g.reason !== "schedule");  // outside the schedule: not a fault
     this.ranges = tl.ranges;
     this.bar.dataset.ranges = tl.ranges.length;
     const where = this.source === "device" ? "设备录像 on the NVR" : "已录 recorded";
     this.info.textContent = `${where}: ${(tl.recorded_s / 60).toFixed(1)} 分钟 min · 片段 ranges: ${tl.ranges.length} · 缺口 gaps: ${faults.length}`;
+    this.loadAlarms(load);
     const from = this.playFrom || (tl.ranges.length ? new Date(tl.ranges[0].start) : null);
     this.playFrom = null;
     if (from) await this.play(from);
+  }
+
+  // The camera's alarms raised in the window, as markers above the bar; a click plays from a
+  // few seconds before the alarm.  The list is scoped by the server like the alarms page.
+  async loadAlarms(load) {
+    const { deviceId, channelId } = parseKey(this.channelId);
+    const q = new URLSearchParams({ video_code: channelId, start: this.start.toISOString(), end: this.end.toISOString(), limit: ALARM_LIMIT });
+    let alarms;
+    try { alarms = await api(`/api/alarms?${q}`); } catch (_) { return; } // markers are a help, not a must
+    if (load !== this.loads) return;
+    alarms = alarms.filter(a => !deviceId || !a.device_id || a.device_id === deviceId); // same channel ID on another NVR
+    const total = this.end - this.start;
+    for (const a of alarms) {
+      const at = new Date(a.raised_at);
+      const frac = (at - this.start) / total;
+      if (frac < 0 || frac > 1) continue;
+      this.bar.append(h("button", {
+        class: `alarm-mark${a.active ? " active" : ""}`, type: "button", style: `left:${frac * 100}%`,
+        "data-alarm": a.alarm_id, "data-at": a.raised_at, "aria-label": `报警 alarm ${typeName(a)} ${fmtTime(a.raised_at)}`,
+        title: `报警 ${typeName(a)} ${fmtTime(a.raised_at)}${a.active ? " 报警中 active" : ""} — 点击回放 click to play`,
+        onclick: ev => { ev.stopPropagation(); this.seek(new Date(at.getTime() - ALARM_LEAD_S * 1e3)); },
+      }));
+    }
+    this.bar.dataset.alarms = alarms.length;
+    this.info.textContent += ` · 报警 alarms: ${alarms.length}`;
   }
 
   clickBar(ev) {
