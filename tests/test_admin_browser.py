@@ -20,7 +20,7 @@ from api.security import hash_password
 from storage.models import Device, Organisation, OutboxItem, OutboxState, Role, User
 from vms.config import SipUpstreamSettings, UplinkReceiver
 
-from .live_media import DEVICE_ID, PASSWORD
+from .live_media import CHANNEL_ID, DEVICE_ID, OTHER_CHANNEL_ID, PASSWORD
 from .live_web import CHROMEDRIVER, CHROMIUM, WAIT_S, LiveNode, log_in, nav, wait_for
 from .sensor_web import chromium, screenshot
 
@@ -139,6 +139,36 @@ def open_admin(driver: Any) -> None:
     nav(driver, "admin")
 
 
+def selection(node: LiveNode) -> dict[str, Any]:
+    import httpx
+
+    with httpx.Client(base_url=node.url) as c:
+        r = c.post("/api/auth/login", json={"username": "admin", "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        r = c.get(f"/api/cascade/{SUPERIOR}/channels", headers=headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def open_selection(driver: Any) -> str:
+    """The superior's channel dialog, loaded; returns its CSS selector."""
+    from selenium.webdriver.common.by import By
+
+    row = f'#superiors tr[data-upstream="{SUPERIOR}"]'
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the superior's row")
+    driver.find_element(By.CSS_SELECTOR, f"{row} button.upstream-channels").click()
+    dialog = f'dialog.cascade-dialog[data-upstream="{SUPERIOR}"]'
+    wait_for(
+        driver,
+        lambda d: (
+            d.find_elements(By.CSS_SELECTOR, f"{dialog} .cascade-row")
+            or d.find_element(By.CSS_SELECTOR, f"{dialog} .cascade-error").text
+        ),
+        "the channel list",
+    )
+    return dialog
+
+
 def log_out(driver: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -247,6 +277,41 @@ def test_admin_manages_users_sees_the_outbox_and_refreshes_a_catalog(
     screenshot(driver, "admin-view", tmp_path)
     js(driver, "document.getElementById('superiors').scrollIntoView()")
     screenshot(driver, "admin-receivers", tmp_path)
+    # the superior's channels: all at first; one chosen in the dialog, stored as chosen
+    assert selection(node)["all_channels"] is True
+    dialog = open_selection(driver)
+    listed = js(
+        driver,
+        f"return [...document.querySelectorAll('{dialog} .cascade-row')]"
+        ".map(r => r.dataset.channel)",
+    )
+    assert {CHANNEL_ID, OTHER_CHANNEL_ID} <= set(listed), listed
+    every = driver.find_element(By.CSS_SELECTOR, f"{dialog} input.cascade-all")
+    assert every.is_selected()
+    box = f'{dialog} .cascade-row[data-channel="{CHANNEL_ID}"] input'
+    assert not driver.find_element(By.CSS_SELECTOR, box).is_enabled()  # all: no single choice
+    every.click()
+    driver.find_element(By.CSS_SELECTOR, box).click()
+    driver.find_element(By.CSS_SELECTOR, f"{dialog} button.cascade-save").click()
+    wait_for(
+        driver,
+        lambda d: "已保存" in d.find_element(By.CSS_SELECTOR, f"{dialog} .cascade-saved").text,
+        "the selection saved",
+    )
+    got = selection(node)
+    assert got["all_channels"] is False and got["channel_ids"] == [CHANNEL_ID], got
+    screenshot(driver, "admin-cascade-selection", tmp_path)
+    driver.find_element(By.CSS_SELECTOR, f"{dialog} button.cascade-close").click()
+    wait_for(
+        driver,
+        lambda d: (
+            "选定 selected 1"
+            in d.find_element(By.CSS_SELECTOR, f'#superiors tr[data-upstream="{SUPERIOR}"]').text
+        ),
+        "the row's new count",
+    )
+    assert not driver.find_elements(By.CSS_SELECTOR, dialog)
+
     # re-send the dead letter: pending again in the database, said in the panel
     row = f'#receivers tr[data-receiver="{RECEIVER}"]'
     driver.find_element(By.CSS_SELECTOR, f"{row} button.receiver-resend").click()
@@ -279,6 +344,23 @@ def test_admin_manages_users_sees_the_outbox_and_refreshes_a_catalog(
     open_admin(driver)
     wait_for(driver, lambda d: "ent_a" in (js(d, USERS) or []), "the county's users")
     assert "admin" not in js(driver, USERS) and "county_admin" in js(driver, USERS)
+    # it sees the superior's selection (its subtree's part) but may not change it: the 403
+    dialog = open_selection(driver)
+    assert driver.find_element(
+        By.CSS_SELECTOR, f'{dialog} .cascade-row[data-channel="{CHANNEL_ID}"] input'
+    ).is_selected()
+    driver.find_element(By.CSS_SELECTOR, f"{dialog} button.cascade-save").click()
+    wait_for(
+        driver,
+        lambda d: "403" in d.find_element(By.CSS_SELECTOR, f"{dialog} .cascade-error").text,
+        "the county administrator's 403",
+    )
+    assert (
+        "global administrator"
+        in driver.find_element(By.CSS_SELECTOR, f"{dialog} .cascade-error").text
+    )
+    assert selection(node)["channel_ids"] == [CHANNEL_ID]
+    driver.find_element(By.CSS_SELECTOR, f"{dialog} button.cascade-close").click()
     log_out(driver)
 
     # an enterprise user: no Admin view, not even through the address

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from analyzers.config import AnalysisConfig
 from analyzers.detector import Detection
@@ -31,9 +33,10 @@ from analyzers.events import AlarmEvent, AlarmStatus
 from analyzers.geometry import point_in_polygon
 from analyzers.rules.base import FrameView
 from analyzers.snapshot import pictures
+from storage.models import Channel
 
 from .live_media import CHANNEL_ID, DEVICE_ID, OTHER_CHANNEL_ID, OTHER_DEVICE_ID, PASSWORD
-from .live_web import CHROMEDRIVER, CHROMIUM, LiveNode, log_in, nav, wait_for
+from .live_web import CHROMEDRIVER, CHROMIUM, LiveNode, log_in, nav, snapshot_jpeg, wait_for
 from .sensor_web import chromium, screenshot
 
 pytestmark = pytest.mark.skipif(
@@ -98,6 +101,20 @@ def js(driver: Any, script: str, *args: Any) -> Any:
 
 def card(rule: str) -> str:
     return f'fieldset.rule-card[data-rule="{rule}"]'
+
+
+RECORD = "fieldset.record-schedule"
+SOUNDS = "return window.__alarmSounds || 0;"
+BADGE_FLASH = "return document.getElementById('alarm-badge').classList.contains('badge-flash');"
+
+
+def record_window(i: int, field: str) -> str:
+    return f'{RECORD} .record-window[data-window="{i}"] {field}'
+
+
+def stored_schedule(node: LiveNode) -> list[Any]:
+    with node.services.db.session() as s:
+        return s.scalar(select(Channel).where(Channel.channel_id == CHANNEL_ID)).record_schedule
 
 
 def api_config(node: LiveNode) -> dict[str, Any]:
@@ -275,12 +292,68 @@ def test_setup_draws_a_zone_that_raises_an_intrusion_then_statistics(
     for (x, y), (ex, ey) in zip([*zone, *cfg["lines"]["线1"]], clicked + LINE, strict=True):
         assert abs(x - ex) < 0.02 and abs(y - ey) < 0.02, (zone, cfg["lines"])  # as clicked
 
+    # The recording schedule: always (empty) at first; a bad end time's 422 in the form and
+    # nothing stored; then a weekday window and a Friday night one, then always again.
+    def type_in(selector: str, text: str) -> None:
+        field = driver.find_element(By.CSS_SELECTOR, selector)
+        field.clear()
+        field.send_keys(text)
+
+    def save_schedule(expect: str) -> str:
+        driver.find_element(By.CSS_SELECTOR, f"{RECORD} button.record-save").click()
+        return wait_for(
+            driver,
+            lambda d: (
+                expect
+                in (
+                    t := js(
+                        d, f"return document.querySelector('{RECORD} .record-saved').textContent"
+                    )
+                )
+                and t
+            ),
+            f"the schedule's {expect}",
+        )
+
+    assert "全天录像 always" in driver.find_element(By.CSS_SELECTOR, f"{RECORD} .record-state").text
+    driver.find_element(By.CSS_SELECTOR, f"{RECORD} button.record-add").click()
+    type_in(record_window(0, "input.record-end"), "25:00")
+    assert "422" in save_schedule("未保存")
+    errors = driver.find_element(By.CSS_SELECTOR, f"{RECORD} ul.record-errors").text
+    assert "record_schedule › 0 › end" in errors and "out of range" in errors, errors
+    window = driver.find_element(By.CSS_SELECTOR, f'{RECORD} .record-window[data-window="0"]')
+    assert "invalid" in window.get_attribute("class")
+    assert stored_schedule(node) == []
+    screenshot(driver, "setup-record-422", tmp_path)
+    type_in(record_window(0, "input.record-end"), "18:00")
+    driver.find_element(By.CSS_SELECTOR, record_window(0, 'input.record-day[value="5"]')).click()
+    driver.find_element(By.CSS_SELECTOR, f"{RECORD} button.record-add").click()
+    for day in (1, 2, 3, 4):  # the new window: Friday only, over midnight
+        driver.find_element(
+            By.CSS_SELECTOR, record_window(1, f'input.record-day[value="{day}"]')
+        ).click()
+    type_in(record_window(1, "input.record-start"), "22:00")
+    type_in(record_window(1, "input.record-end"), "06:00")
+    save_schedule("已保存")
+    assert stored_schedule(node) == [
+        {"days": [1, 2, 3, 4], "start": "08:00", "end": "18:00"},
+        {"days": [5], "start": "22:00", "end": "06:00"},
+    ]
+    assert not driver.find_element(By.CSS_SELECTOR, f"{RECORD} ul.record-errors").text
+    assert "2 个时段" in driver.find_element(By.CSS_SELECTOR, f"{RECORD} .record-state").text
+    screenshot(driver, "setup-record-schedule", tmp_path)
+    driver.find_element(By.CSS_SELECTOR, f"{RECORD} button.record-clear").click()
+    save_schedule("已保存")
+    assert stored_schedule(node) == []
+    assert "全天录像 always" in driver.find_element(By.CSS_SELECTOR, f"{RECORD} .record-state").text
+
     # The saved zone raises the intrusion alarm; it reaches the alarm panel within seconds.
     nav(driver, "alarms")
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#alarms tr[data-alarm]"), "list")
     event, outside = scripted_alarm(node, cfg)
     assert outside == 0 and event is not None and event.alarm_type == "4"
     assert node.loop is not None
+    assert js(driver, SOUNDS) == 0 and not js(driver, BADGE_FLASH)  # clicks only, no alarm yet
     asyncio.run_coroutine_threadsafe(node.services.alarms.handle(event), node.loop).result(10)
     shown_at = time.monotonic()
     row = wait_for(
@@ -291,6 +364,11 @@ def test_setup_draws_a_zone_that_raises_an_intrusion_then_statistics(
     )[0]
     assert time.monotonic() - shown_at < 5
     assert "区域入侵" in row.text, row.text
+    # the new alarm's notice: one beep (the clicks above unlocked the audio), the badge and
+    # the new row flash
+    wait_for(driver, lambda d: js(d, SOUNDS) == 1, "the alarm sound")
+    assert js(driver, BADGE_FLASH)
+    assert "alarm-flash" in row.get_attribute("class")
     screenshot(driver, "setup-alarm", tmp_path)
 
     # Statistics: the charts hold this user's two alarms (the seeded fire and the intrusion).
@@ -305,6 +383,29 @@ def test_setup_draws_a_zone_that_raises_an_intrusion_then_statistics(
     figures = driver.find_element(By.ID, "stats-figures").text
     assert "报警总数 Alarms" in figures and "平均确认时长" in figures
     screenshot(driver, "statistics", tmp_path)
+
+    # Muted (remembered for this user): the next alarm flashes and blinks the title while
+    # another view is shown, but makes no sound; opening the alarm view ends the blinking.
+    driver.find_element(By.ID, "alarm-sound").click()
+    assert js(driver, "return localStorage.getItem('vms.alarmSound.ent_a')") == "off"
+    fire = AlarmEvent(
+        alarm_id=str(uuid.uuid4()),
+        status=AlarmStatus.alarm,
+        channel_id=CHANNEL_ID,
+        device_id=DEVICE_ID,
+        profile="enterprise",
+        rule="fire",
+        alarm_type="1",
+        at=datetime.now(UTC),
+        snapshot_jpeg=snapshot_jpeg("FIRE"),
+    )
+    asyncio.run_coroutine_threadsafe(node.services.alarms.handle(fire), node.loop).result(10)
+    wait_for(driver, lambda d: d.find_element(By.ID, "alarm-badge").text == "3", "badge of 3")
+    wait_for(driver, lambda d: js(d, "return document.title").startswith("【新报警】"), "title")
+    assert js(driver, SOUNDS) == 1 and js(driver, BADGE_FLASH)
+    nav(driver, "alarms")
+    wait_for(driver, lambda d: not js(d, "return document.title").startswith("【"), "title back")
+    assert not js(driver, BADGE_FLASH)
 
 
 def test_operator_sees_both_sites_and_why_a_camera_has_no_picture(

@@ -15,6 +15,7 @@ import { SetupView } from "./js/setup.js";
 import { StatsView } from "./js/stats.js";
 import { AdminView } from "./js/admin.js";
 import { MapView } from "./js/map.js";
+import { AlarmNotifier } from "./js/alarm_notify.js";
 
 const VIEWS = ["devices", "live", "map", "alarms", "replay", "sensors", "warnings", "supervision", "intake", "setup", "stats", "admin"];
 // Views only some roles get (their nav buttons are hidden for the others, the API refuses anyway).
@@ -43,7 +44,10 @@ let setupView = new SetupView(actions);
 let statsView = new StatsView();
 let adminView = new AdminView();
 let mapView = new MapView(actions);
+// New alarms: a beep (unless muted), the badge flashing, the title blinking until seen.
+const notifier = new AlarmNotifier($("alarm-sound"), $("alarm-badge"));
 const push = new AlarmPush($("toasts"), actions, (alarm, kind) => {
+  if (kind === "alarm.raised") { alarmsView.markNew(alarm.alarm_id); notifier.alarm(alarm.level ?? alarm.priority, current === "alarms"); }
   refreshBadge();
   if (current === "alarms") alarmsView.refresh();
   if (current === "map") mapView.onAlarm();
@@ -62,7 +66,7 @@ let current = null;
 // warnings view, the nav badge, the alarm panel and the wall (linked cameras come up).
 push.on(msg => {
   const kind = msg.kind || "", data = msg.data || {};
-  if (kind === "device.alarm") { deviceAlarms.onEvent(data); deviceAlarmToast(push, data, actions); return; }
+  if (kind === "device.alarm") { deviceAlarms.onEvent(data); deviceAlarmToast(push, data, actions); notifier.alarm(data.priority, current === "alarms"); return; }
   if (kind === "sensor.values") sensorsView.onValues(data);
   else if (kind === "sensor.state") sensorsView.onState(data);
   if (!kind.startsWith("warning.")) return;
@@ -90,6 +94,7 @@ async function go(name, args = {}) {
   if (current === "stats" && name !== "stats") statsView.unmount();
   if (current === "map" && name !== "map") mapView.unmount();
   current = name;
+  if (name === "alarms") notifier.seen();
   if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
   document.querySelectorAll("#nav button[data-view]").forEach(b => b.classList.toggle("active", b.dataset.view === name));
   for (const v of VIEWS) $("view-" + v).hidden = v !== name;
@@ -165,6 +170,7 @@ async function show() {
   }
   gateNav();
   wall ||= new LiveWall("vms.wall." + session.me.username);
+  notifier.start(session.me.username);
   push.start();
   refreshBadge();
   refreshWarningBadge();
@@ -173,6 +179,7 @@ async function show() {
 
 session.onBeforeLogout = () => {
   push.stop();
+  notifier.stop();
   if (wall) wall.stopAll();
 };
 session.onLogout = () => {

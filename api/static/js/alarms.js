@@ -42,6 +42,7 @@ export class AlarmsView {
   constructor(actions) {
     this.actions = actions;
     this.filter = { handling: "", active: "" };
+    this.fresh = new Set(); // alarms pushed as new a moment ago: their rows flash
     this.table = h("table", { id: "alarms" });
     this.error = h("p", { class: "error", role: "alert" });
     const handlingSel = h("select", { "aria-label": "处置状态 handling", onchange: e => { this.filter.handling = e.target.value; this.refresh(); } },
@@ -83,6 +84,13 @@ export class AlarmsView {
     if (!alarms.length) this.table.append(h("tr", {}, h("td", { colspan: 7, class: "muted" }, "暂无报警 no alarms")));
   }
 
+  // A pushed new alarm: its row flashes for a while (whenever the list shows it).
+  markNew(alarmId) {
+    if (!alarmId) return;
+    this.fresh.add(alarmId);
+    setTimeout(() => this.fresh.delete(alarmId), 20000);
+  }
+
   async loadSummary(filter) {
     try {
       const st = await api(`/api/alarms/stats?${filter}`);
@@ -109,7 +117,8 @@ export class AlarmsView {
     const camera = cameraKey(a.device_id, a.video_code);
     buttons.push(h("button", { class: "small", onclick: () => this.actions.live(camera) }, "▶ 实时 Live"));
     buttons.push(h("button", { class: "small", onclick: () => this.actions.replay(camera, a.raised_at) }, "⏪ 回放 Replay"));
-    return h("tr", { "data-alarm": a.alarm_id, class: a.active ? "active" : "" },
+    const cls = [a.active ? "active" : "", this.fresh.has(a.alarm_id) ? "alarm-flash" : ""].filter(Boolean).join(" ");
+    return h("tr", { "data-alarm": a.alarm_id, class: cls },
       h("td", {}, thumb(a)),
       h("td", {}, fmtTime(a.raised_at), a.cleared_at ? h("div", { class: "muted" }, "销警 " + fmtTime(a.cleared_at)) : ""),
       h("td", {}, h("strong", {}, typeName(a)), h("div", { class: "muted" }, `${a.profile || ""} #${a.alarm_type}`)),

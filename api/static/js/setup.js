@@ -1,7 +1,7 @@
 // Setup: per-camera analysis (rules on/off, thresholds, schedules, zones and lines drawn on the
 // camera's picture), saved through PUT /api/analyzers/channels/{id}, whose 422s are shown here.
 import { ApiError, api, h, session } from "./api.js";
-import { cameraPath, loadCatalog, withDevice } from "./catalog.js";
+import { cameraPath, loadCatalog, parseKey, withDevice } from "./catalog.js";
 import { ZoneEditor } from "./zones.js";
 
 const PROFILE = { enterprise: "企业 Enterprise", gas_station: "加油站 Gas station" };
@@ -123,6 +123,8 @@ export class SetupView {
     try { got = await api(this.url(key)); } catch (e) { this.error.textContent = e.message; return; }
     if (this.key !== key) return; // another camera was chosen meanwhile
     this.state = { profile: got.profile, codes: got.codes, config: structuredClone(got.config || {}), running: got.running };
+    const channel = this.catalog.channels.get(key);
+    this.record = structuredClone((channel && channel.record_schedule) || []); // edits kept across a re-render
     this.renderForm();
     this.loadPicture();
   }
@@ -162,6 +164,7 @@ export class SetupView {
     this.schedules = structuredClone(cfg.schedules || {});
     this.rulesBox = h("div", { class: "setup-rules" });
     this.scheduleBox = h("div", { class: "setup-schedules" });
+    this.recordBox = h("fieldset", { class: "record-schedule" });
     this.saveErrors = h("ul", { class: "error setup-errors", role: "alert" });
     this.saveState = h("span", { class: "muted setup-saved" });
     this.zones.load(cfg.zones || {}, cfg.lines || {});
@@ -189,10 +192,81 @@ export class SetupView {
       h("div", { class: "toolbar setup-actions" },
         h("button", { type: "button", class: "setup-save active", onclick: () => this.save() }, "保存 Save"),
         h("button", { type: "button", class: "setup-reload", onclick: () => this.select(this.key) }, "撤销 Revert"),
-        this.saveState));
+        this.saveState),
+      this.recordBox);
+    this.renderRecord();
     this.renderSchedules();
     this.renderRules();
     requestAnimationFrame(() => this.zones.draw());
+  }
+
+  // --- recording schedule: the channel's weekly windows (PATCH of the channel) -----------
+
+  renderRecord(answer = null, status = "") {
+    const c = this.catalog.channels.get(this.key);
+    const bad = new Set(errorList(answer).map(({ path }) => {
+      const i = path.indexOf("record_schedule");
+      return i >= 0 ? Number(path[i + 1]) : NaN;
+    }));
+    const rows = this.record.map((w, wi) => {
+      const clock = (field, label) => {
+        const input = h("input", { class: `record-${field}`, value: w[field] || "", size: 6, placeholder: "HH:MM", "aria-label": label });
+        input.addEventListener("change", () => { w[field] = input.value.trim(); });
+        return input;
+      };
+      const days = DAYS.map((label, d) => { // ISO weekdays: Monday = 1
+        const box = h("input", { type: "checkbox", class: "record-day", value: d + 1, checked: (w.days || []).includes(d + 1) });
+        box.addEventListener("change", () => {
+          const set = new Set(w.days || []);
+          box.checked ? set.add(d + 1) : set.delete(d + 1);
+          w.days = [...set].sort((a, b) => a - b);
+        });
+        return h("label", { class: "day" }, box, label);
+      });
+      return h("div", { class: "record-window" + (bad.has(wi) ? " invalid" : ""), "data-window": wi },
+        days, " ", clock("start", "开始 start"), " — ", clock("end", "结束 end"), " ",
+        h("button", { type: "button", class: "small record-remove", onclick: () => { this.record.splice(wi, 1); this.renderRecord(); } }, "✕"));
+    });
+    const errors = h("ul", { class: "error record-errors", role: "alert" },
+      answer ? describeErrors(answer).map(t => h("li", {}, t)) : []);
+    this.recordBox.replaceChildren(
+      h("legend", {}, "录像计划 Recording schedule"),
+      c && c.record_enabled === false ? h("p", { class: "muted" }, "此摄像机未启用录像 recording is off for this camera") : "",
+      h("p", { class: "muted record-state" }, this.record.length
+        ? `${this.record.length} 个时段 windows (本机时间 node's local time; 结束不晚于开始 = 跨午夜 end not after start = over midnight)`
+        : "全天录像 always (empty: around the clock)"),
+      ...rows, errors,
+      h("div", { class: "toolbar" },
+        h("button", { type: "button", class: "small record-add", onclick: () => {
+          this.record.push({ days: [1, 2, 3, 4, 5], start: "08:00", end: "18:00" });
+          this.renderRecord();
+        } }, "+ 时段 Add window"),
+        h("button", { type: "button", class: "small record-clear", disabled: !this.record.length, onclick: () => { this.record = []; this.renderRecord(); } }, "全天 Always"),
+        h("button", { type: "button", class: "record-save", onclick: () => this.saveRecord() }, "保存录像计划 Save schedule"),
+        h("span", { class: "muted record-saved" }, status)));
+  }
+
+  async saveRecord() {
+    const key = this.key, c = this.catalog.channels.get(key);
+    const { deviceId, channelId } = parseKey(key);
+    const device = deviceId || (c && c.device.device_id);
+    const path = `/api/devices/${encodeURIComponent(device)}/channels/${encodeURIComponent(channelId)}`;
+    const resp = await fetch(path, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + session.token },
+      body: JSON.stringify({ record_schedule: this.record }),
+    }).catch(e => ({ ok: false, status: 0, json: async () => ({ detail: e.message }) }));
+    if (this.key !== key) return;
+    if (resp.ok) {
+      const got = await resp.json();
+      if (c) c.record_schedule = got.record_schedule; // the catalog shared by the views
+      this.record = structuredClone(got.record_schedule || []);
+      this.renderRecord(null, "已保存 saved");
+      return;
+    }
+    if (resp.status === 401) throw new ApiError(401, "登录已过期 session expired");
+    const answer = await resp.json().catch(() => null) || { detail: `HTTP ${resp.status}` };
+    this.renderRecord(answer, `未保存 not saved (${resp.status})`);
   }
 
   // --- schedules: named lists of daily windows -------------------------------------------
