@@ -16,6 +16,9 @@ import { StatsView } from "./js/stats.js";
 import { AdminView } from "./js/admin.js";
 import { MapView } from "./js/map.js";
 import { AlarmNotifier } from "./js/alarm_notify.js";
+import { startI18n } from "./js/i18n.js";
+
+startI18n(); // 中文 / EN / 双语 (header switch, remembered by the browser)
 
 const VIEWS = ["devices", "live", "map", "alarms", "replay", "sensors", "warnings", "supervision", "intake", "setup", "stats", "admin"];
 // Views only some roles get (their nav buttons are hidden for the others, the API refuses anyway).

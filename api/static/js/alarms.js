@@ -116,13 +116,13 @@ export class AlarmsView {
     }
     const camera = cameraKey(a.device_id, a.video_code);
     buttons.push(h("button", { class: "small", onclick: () => this.actions.live(camera) }, "▶ 实时 Live"));
-    buttons.push(h("button", { class: "small", onclick: () => this.actions.replay(camera, a.raised_at) }, "⏪ 回放 Replay"));
+    buttons.push(h("button", { class: "small", onclick: () => this.actions.replay(camera, a.raised_at) }, "◀ 回放 Replay"));
     const cls = [a.active ? "active" : "", this.fresh.has(a.alarm_id) ? "alarm-flash" : ""].filter(Boolean).join(" ");
     return h("tr", { "data-alarm": a.alarm_id, class: cls },
       h("td", {}, thumb(a)),
       h("td", {}, fmtTime(a.raised_at), a.cleared_at ? h("div", { class: "muted" }, "销警 " + fmtTime(a.cleared_at)) : ""),
       h("td", {}, h("strong", {}, typeName(a)), h("div", { class: "muted" }, `${a.profile || ""} #${a.alarm_type}`)),
-      h("td", {}, cameraLabel(this.catalog, camera), h("div", {}, h("code", {}, a.video_code))),
+      h("td", {}, h("span", { "data-i18n": "off" }, cameraLabel(this.catalog, camera)), h("div", {}, h("code", {}, a.video_code))),
       h("td", { class: a.active ? "alarm-on" : "alarm-off" }, a.active ? "报警中 active" : "已销警 cleared", a.false_alarm ? h("div", { class: "muted" }, "误报 false alarm") : ""),
       h("td", { class: "handling" }, HANDLING[a.handling] || a.handling),
       h("td", { class: "actions" }, buttons));
@@ -207,7 +207,7 @@ export class AlarmPush {
       h("img", { class: "thumb", alt: "抓拍 snapshot", src: imageUrl(a, 1) }),
       h("div", { class: "toast-body" },
         h("strong", {}, "⚠ 报警 Alarm: ", typeName(a)),
-        h("div", {}, cameraLabel(cachedCatalog(), cameraKey(a.device_id, a.video_code)), " ", h("code", {}, a.video_code)),
+        h("div", {}, h("span", { "data-i18n": "off" }, cameraLabel(cachedCatalog(), cameraKey(a.device_id, a.video_code))), " ", h("code", {}, a.video_code)),
         h("div", { class: "muted" }, fmtTime(a.at)),
         h("div", {}, ack, " ", h("button", { class: "small", onclick: () => { this.actions.live(cameraKey(a.device_id, a.video_code)); close(); } }, "▶ 实时 Live"),
           " ", h("button", { class: "small", onclick: close }, "✕"))));

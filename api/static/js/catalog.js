@@ -79,7 +79,7 @@ export function cameraOptions(catalog, selected) {
     const on = c.device.online ? "●" : "○";
     const id = c.channel_id;
     const twice = (catalog.byChannel.get(id) || []).length > 1 ? ` @${escapeText(c.device.device_id)}` : "";
-    opts.push(`<option value="${key}" data-channel="${id}" ${key === selected ? "selected" : ""}>${on} ${escapeText(c.name || id)} (${id}${twice})</option>`);
+    opts.push(`<option value="${key}" data-channel="${id}" data-i18n="off" ${key === selected ? "selected" : ""}>${on} ${escapeText(c.name || id)} (${id}${twice})</option>`);
   }
   return opts.join("");
 }

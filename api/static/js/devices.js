@@ -39,7 +39,7 @@ export async function renderDevices(root, actions) {
   function channelList(d) {
     return h("ul", { class: "channels" }, d.channels.map(c => h("li", { class: "channel", "data-channel": c.channel_id },
       h("span", { class: "cam" }, "■ "),
-      h("span", { class: "name" }, c.name || c.channel_id), " ",
+      h("span", { class: "name", "data-i18n": "off" }, c.name || c.channel_id), " ",
       h("code", {}, c.channel_id), " ",
       h("button", { class: "small", title: "实时 Live", onclick: () => actions.live(cameraKey(d.device_id, c.channel_id)) }, "▶ 实时 Live"), " ",
       h("button", { class: "small", title: "回放 Replay", onclick: () => actions.replay(cameraKey(d.device_id, c.channel_id)) }, "◀ 回放 Replay"))));
@@ -80,10 +80,10 @@ export async function renderDevices(root, actions) {
       h("details", { open: true },
         h("summary", {},
           h("span", { class: `dot ${status}`, title: status }), " ",
-          h("strong", {}, d.name || d.device_id), " ",
+          h("strong", { "data-i18n": "off" }, d.name || d.device_id), " ",
           h("code", {}, d.device_id), " ",
           h("span", { class: status }, d.online ? "在线 online" : "离线 offline"), " ",
-          h("span", { class: "muted" }, [d.manufacturer, d.model].filter(Boolean).join(" "))),
+          h("span", { class: "muted", "data-i18n": "off" }, [d.manufacturer, d.model].filter(Boolean).join(" "))),
         meta, chans));
   }
 
@@ -92,7 +92,7 @@ export async function renderDevices(root, actions) {
     const up = devices.filter(d => d.online).length;
     return h("li", { class: "org", "data-org": o.id },
       h("details", { open: true },
-        h("summary", {}, h("strong", {}, o.name), " ", h("span", { class: "kind" }, KIND[o.kind] || o.kind),
+        h("summary", {}, h("strong", { "data-i18n": "off" }, o.name), " ", h("span", { class: "kind" }, KIND[o.kind] || o.kind),
           devices.length ? h("span", { class: "muted" }, ` ${up}/${devices.length} 在线 online`) : ""),
         h("ul", {}, devices.map(deviceNode), o.children.map(orgNode))));
   }

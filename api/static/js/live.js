@@ -72,7 +72,7 @@ class Tile {
       if (this.status.dataset.state === "connected") this.status.textContent = "实时 live";
     });
     this.body = h("div", { class: "tile-body" }, this.video, this.topOverlay, this.overlay);
-    this.el = h("div", { class: "tile", "data-index": index, "data-health": "idle" },
+    this.el = h("div", { class: "tile", "data-index": index, "data-health": "idle", "data-i18n-keep": "title" }, // title: the camera's name
       h("div", { class: "tile-bar" }, this.select, this.levelBadge, this.ptzButton, this.sound,
         this.fullButton, this.pin,
         h("button", { class: "small", title: "关闭 Close", onclick: () => this.wall.assign(this.index, "") }, "✕")),

@@ -105,8 +105,8 @@ export class SetupView {
     const rows = cameras.map(c => {
       const org = orgs.get(c.device.org_id);
       return h("tr", { "data-camera": c.key, class: c.key === this.key ? "selected" : "", onclick: () => { if (c.key !== this.key) this.select(c.key); } },
-        h("td", {}, c.name || c.channel_id, h("div", { class: "muted" }, c.channel_id)),
-        h("td", {}, org ? org.name : ""),
+        h("td", {}, h("span", { "data-i18n": "off" }, c.name || c.channel_id), h("div", { class: "muted" }, c.channel_id)),
+        h("td", { "data-i18n": "off" }, org ? org.name : ""),
         h("td", { class: c.device.online ? "online" : "offline" }, c.device.online ? "● 在线 on" : "○ 离线 off"));
     });
     this.list.replaceChildren(head, ...rows);
@@ -171,7 +171,7 @@ export class SetupView {
     this.rules = structuredClone(cfg.rules || []);
     this.stored = new Set(this.rules); // rules saved before: kept even while switched off
     this.form.replaceChildren(
-      h("h3", {}, c ? c.name || c.channel_id : this.key, " ",
+      h("h3", {}, h("span", { "data-i18n": "off" }, c ? c.name || c.channel_id : this.key), " ",
         h("span", { class: "kind setup-profile", "data-profile": this.state.profile, title: "由所属单位类型决定 set by the site's kind" },
           PROFILE[this.state.profile] || this.state.profile),
         " ", h("span", { class: this.state.running ? "online" : "muted" }, this.state.running ? "分析中 running" : "未运行 not running")),

@@ -33,7 +33,7 @@ export function channelTree(catalog, { onShow, onTour }) {
   function camNode(d, c) {
     const key = cameraKey(d.device_id, c.channel_id);
     return h("li", {
-      class: "tree-cam", draggable: "true", "data-camera": key, title: `${c.name || c.channel_id} (${c.channel_id}) — 拖到画面 drag onto a tile`,
+      class: "tree-cam", draggable: "true", "data-camera": key, "data-i18n-keep": "title", title: `${c.name || c.channel_id} (${c.channel_id}) — 拖到画面 drag onto a tile`,
       ondragstart: ev => {
         ev.dataTransfer.setData(DRAG_TYPE, key);
         ev.dataTransfer.setData("text/plain", key);
@@ -41,19 +41,19 @@ export function channelTree(catalog, { onShow, onTour }) {
       },
       ondblclick: () => onShow(key),
     }, h("input", { type: "checkbox", "aria-label": "选择 select" }), " ",
-    h("span", { class: `dot ${d.online ? "online" : "offline"}` }), " ", c.name || c.channel_id);
+    h("span", { class: `dot ${d.online ? "online" : "offline"}` }), " ", h("span", { "data-i18n": "off" }, c.name || c.channel_id));
   }
 
   function deviceNode(d) {
     return h("li", { class: "tree-device", "data-device": d.device_id },
-      h("details", { open: true }, h("summary", {}, h("span", { class: `dot ${d.online ? "online" : "offline"}` }), " ", d.name || d.device_id),
+      h("details", { open: true }, h("summary", {}, h("span", { class: `dot ${d.online ? "online" : "offline"}` }), " ", h("span", { "data-i18n": "off" }, d.name || d.device_id)),
         h("ul", {}, d.channels.map(c => camNode(d, c)))));
   }
 
   function orgNode(o) {
     const kids = [...o.children.map(orgNode), ...(byOrg.get(o.id) || []).map(deviceNode)];
     return h("li", { class: "tree-org", "data-org": o.id },
-      h("details", { open: true }, h("summary", {}, o.name), h("ul", {}, kids)));
+      h("details", { open: true }, h("summary", {}, h("span", { "data-i18n": "off" }, o.name)), h("ul", {}, kids)));
   }
 
   const roots = orgTree(catalog.orgs).map(orgNode);

@@ -163,7 +163,7 @@ export class WarningsView {
       return h("figure", { "data-camera": b.channel_id },
         h("a", { href: "#replay", onclick: ev => { ev.preventDefault(); this.actions.replay(camera, b.at); } }, img),
         h("figcaption", {}, cameraLabel(this.catalog, camera), " · ", fmtTime(b.at), " ",
-          h("button", { class: "small bookmark", onclick: () => this.actions.replay(camera, b.at) }, "⏪ 回放 Replay"),
+          h("button", { class: "small bookmark", onclick: () => this.actions.replay(camera, b.at) }, "◀ 回放 Replay"),
           h("button", { class: "small", onclick: () => this.actions.live(camera) }, "▶ 实时 Live")));
     });
     this.actionError = h("p", { class: "error", role: "alert" });
