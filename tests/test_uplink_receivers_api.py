@@ -29,11 +29,10 @@ from storage.models import (
 from vms.config import UplinkReceiver
 from vms.services import Services
 
-NOW = datetime.now(UTC)
-
 
 @pytest.fixture
 def walk(services: Services) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
+    now = datetime.now(UTC)  # ages are asserted against it: taken when the rows are made
     services.settings.uplink.receivers = [
         UplinkReceiver(name="prov", table4_url="http://127.0.0.1:9/t4", format="json")
     ]
@@ -54,7 +53,7 @@ def walk(services: Services) -> Iterator[tuple[TestClient, dict[str, dict[str, s
                 rule="fire",
                 video_code=device.channels[0].channel_id,
                 device_code="AI",
-                raised_at=NOW,
+                raised_at=now,
             )
             s.add(alarm)
             s.flush()
@@ -68,7 +67,7 @@ def walk(services: Services) -> Iterator[tuple[TestClient, dict[str, dict[str, s
                     ordering_key=alarm.video_code,
                     payload={"ALARM_ID": alarm.alarm_id},
                     state=state,
-                    created_at=NOW - timedelta(seconds=age_s),
+                    created_at=now - timedelta(seconds=age_s),
                     last_error=error,
                     **kw,
                 )
@@ -82,8 +81,8 @@ def walk(services: Services) -> Iterator[tuple[TestClient, dict[str, dict[str, s
                         attempts=2,
                     ),
                     row(OutboxState.pending, 60),
-                    row(OutboxState.dead, 99999, f"{name} refused", dead_at=NOW),
-                    row(OutboxState.sent, 30, sent_at=NOW - timedelta(seconds=5)),
+                    row(OutboxState.dead, 99999, f"{name} refused", dead_at=now),
+                    row(OutboxState.sent, 30, sent_at=now - timedelta(seconds=5)),
                 ]
             )
         s.add(  # relayed from below: no site of ours, a global administrator's only
