@@ -69,9 +69,6 @@ _URI = re.compile(
 )
 
 
-_PARSED_KEY = {"via": "via", "from": "from", "to": "to", "cseq": "cseq"}  # header → cache key
-
-
 class SipParseError(ValueError):
     """The bytes are not a SIP message we can act on (answer 400 when possible)."""
 
@@ -134,15 +131,15 @@ class SipMessage:
         return list(self._index().get(_key(name), ()))
 
     def _forget(self, name: str) -> None:
-        """A header changed: its parsed form and the index go, the other parsed ones stay."""
+        """A header changed: its parsed form (cached under its lower-cased name: "via",
+        "from", "to", "cseq") and the index go, the other parsed ones stay."""
         self._parsed.pop("#", None)
-        self._parsed.pop(_PARSED_KEY.get(_key(name), ""), None)
+        self._parsed.pop(_key(name), None)
 
     def set(self, name: str, value: str) -> None:
         key = canonical(name)
-        self.remove(key)
+        self.remove(key)  # forgets its parsed form
         self.headers.append((key, value))
-        self._forget(key)
 
     def add(self, name: str, value: str) -> None:
         self._forget(name)

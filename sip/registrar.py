@@ -214,11 +214,8 @@ class Registrar:
             return None  # answered: challenged or refused
         return Screened(device_id, cseq, expires, check)
 
-    async def register(self, stx: ServerTransaction, screened: Screened | None = None) -> None:
-        """A REGISTER, screened first unless it was (the server screens as it arrives)."""
-        screened = screened or self.screen(stx)
-        if screened is None:
-            return
+    async def register(self, stx: ServerTransaction, screened: Screened) -> None:
+        """A REGISTER that :meth:`screen` passed (the server screens each as it arrives)."""
         req, c = stx.request, self.settings
         device_id, cseq, expires = screened.device_id, screened.cseq, screened.expires
         record = await self.auth.admit(stx, device_id, screened.check)

@@ -300,24 +300,20 @@ class SipTransport:
         """An outgoing TCP (or, with ``tls``, TLS verified by ``client_tls``) connection
         whose incoming messages reach ``on_message``."""
         loop = asyncio.get_running_loop()
+        secure: dict[str, object] = {}
         if tls:
-            context = self.client_tls or ssl.create_default_context()
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: TcpConnection(self, incoming=False, name="TLS"),
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=host,
-                    ssl_handshake_timeout=TLS_HANDSHAKE_S,
-                ),
-                timeout,
-            )
-        else:
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: TcpConnection(self, incoming=False), host, port),
-                timeout,
-            )
+            secure = {
+                "ssl": self.client_tls or ssl.create_default_context(),
+                "server_hostname": host,
+                "ssl_handshake_timeout": TLS_HANDSHAKE_S,
+            }
+        name = "TLS" if tls else "TCP"
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: TcpConnection(self, incoming=False, name=name), host, port, **secure
+            ),
+            timeout,
+        )
         assert proto.peer is not None
         return proto.peer
 
