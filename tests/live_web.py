@@ -182,6 +182,11 @@ class LiveNode:
         return f"http://127.0.0.1:{self.port}/"
 
 
+def js(driver: Any, script: str, *args: Any) -> Any:
+    """A script's value in the page (shorter than ``driver.execute_script`` in the checks)."""
+    return driver.execute_script(script, *args)
+
+
 def wait_for(driver: Any, condition: Any, what: str, timeout: float = WAIT_S) -> Any:
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait

@@ -21,7 +21,7 @@ from storage.models import Device, Organisation, OutboxItem, OutboxState, Role, 
 from vms.config import SipUpstreamSettings, UplinkReceiver
 
 from .live_media import CHANNEL_ID, DEVICE_ID, OTHER_CHANNEL_ID, PASSWORD
-from .live_web import CHROMEDRIVER, CHROMIUM, WAIT_S, LiveNode, log_in, nav, wait_for
+from .live_web import CHROMEDRIVER, CHROMIUM, WAIT_S, LiveNode, js, log_in, nav, wait_for
 from .sensor_web import chromium, screenshot
 
 pytestmark = pytest.mark.skipif(
@@ -97,10 +97,6 @@ def node(tmp_path: Path) -> Iterator[LiveNode]:
 def browser(tmp_path: Path) -> Iterator[Any]:
     with chromium(tmp_path, 1500, 1000) as driver:
         yield driver
-
-
-def js(driver: Any, script: str, *args: Any) -> Any:
-    return driver.execute_script(script, *args)
 
 
 def db_user(node: LiveNode, username: str) -> User | None:

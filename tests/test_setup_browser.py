@@ -36,7 +36,7 @@ from analyzers.snapshot import pictures
 from storage.models import Channel
 
 from .live_media import CHANNEL_ID, DEVICE_ID, OTHER_CHANNEL_ID, OTHER_DEVICE_ID, PASSWORD
-from .live_web import CHROMEDRIVER, CHROMIUM, LiveNode, log_in, nav, snapshot_jpeg, wait_for
+from .live_web import CHROMEDRIVER, CHROMIUM, LiveNode, js, log_in, nav, snapshot_jpeg, wait_for
 from .sensor_web import chromium, screenshot
 
 pytestmark = pytest.mark.skipif(
@@ -93,10 +93,6 @@ def node(tmp_path: Path) -> Iterator[LiveNode]:
 def browser(tmp_path: Path) -> Iterator[Any]:
     with chromium(tmp_path, 1400, 1000) as driver:
         yield driver
-
-
-def js(driver: Any, script: str, *args: Any) -> Any:
-    return driver.execute_script(script, *args)
 
 
 def card(rule: str) -> str:
