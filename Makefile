@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # opencv-doc ships vtest.avi, the real pedestrian clip the media and analyzer tests use;
 # mosquitto is the MQTT broker the sensor collector tests start; fonts-noto-cjk renders the
 # Chinese labels in the browser tests' screenshots.
-DEB_PACKAGES := ffmpeg sip-tester postgresql chromium chromium-driver opencv-doc mosquitto fonts-noto-cjk
+DEB_PACKAGES := ffmpeg sip-tester postgresql chromium chromium-driver opencv-doc mosquitto fonts-noto-cjk nats-server
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install demo serve test lint bench sysdeps models testdata clean

@@ -24,25 +24,26 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import structlog
 
+from rtp.units import AccessUnit, Gap
 from sip.channel_ref import ChannelRef
-from vms.config import Settings
-from vms.logging import get_logger
-from vms.media.frames import AccessUnit, Gap
 
 from .catalog import REPORT_REASON
 from .config import AnalysisConfig
 from .detector import choose_providers
 from .engine import ActiveAlarm, CameraEngine, ConfigRejected, Fired
 from .events import AlarmEvent, AlarmStatus
+from .frame_source import FrameSource, FrameSubscription
 from .manifest import all_manifests, built_precisions, provider_of, verified_path
 from .providers import precision_for
 from .ring import DEFAULT_SLOT_BYTES, FrameRing
 from .rules import FrameView
+from .settings import AnalyzerSettings
 from .snapshot import pictures
 from .worker import CameraSpec, ModelSpec, worker_main
 
-log = get_logger("analyzers.pool")
+log = structlog.get_logger("analyzers.pool")
 
 Emit = Callable[[AlarmEvent], Awaitable[None]]
 FPS_WINDOW_S = 10.0
@@ -92,7 +93,7 @@ class _Camera:
     config: AnalysisConfig
     engine: CameraEngine
     worker: int
-    sub: Any = None
+    sub: FrameSubscription | None = None
     task: asyncio.Task[None] | None = None
     need_key: bool = True
     last_frame: tuple[int, int] | None = None  # (slot, seq) in the worker's ring
@@ -114,18 +115,20 @@ class AnalyzerPool:
 
     def __init__(
         self,
-        settings: Settings,
-        media: Any,
+        cfg: AnalyzerSettings,
+        frames: FrameSource | None,
+        *,
+        models_dir: Path,
+        timezone: str,
         emit: Emit | None = None,
-        models_dir: Path | None = None,
         resume: ResumeSource | None = None,
     ) -> None:
-        self.settings = settings
-        self.cfg = settings.analyzers
-        self.media = media
+        """``timezone``: the sites' local time, in which rule schedules are written."""
+        self.cfg = cfg
+        self.frames = frames
         self.emit = emit
-        self.models_dir = models_dir or settings.models_path
-        self.tz = ZoneInfo(settings.server.timezone)
+        self.models_dir = models_dir
+        self.tz = ZoneInfo(timezone)
         self.cams: dict[ChannelRef, _Camera] = {}
         self.providers: list[str] = []
         self._procs: list[Any] = []
@@ -238,6 +241,8 @@ class AnalyzerPool:
         if not config.enabled or not any(r.enabled for r in config.rules):
             await self.remove(channel)
             return
+        if self.frames is None:
+            raise ConfigRejected("this analyzer pool has no frame source")
         engine = CameraEngine(channel.channel_id, profile, config)
         models = self.model_specs(config)
         await self.remove(channel)  # clears the old engine's alarms (committed when awaited)
@@ -255,7 +260,7 @@ class AnalyzerPool:
         )
         cam = _Camera(channel, profile, config, engine, worker)
         await asyncio.to_thread(self._inqs[worker].put, ("config", cam.key, spec), True, 10)
-        cam.sub = self.media.subscribe(channel, "analyzer")
+        cam.sub = self.frames.subscribe(channel, "analyzer")
         cam.task = asyncio.create_task(self._feed(cam), name=f"analyzer-feed-{channel}")
         self.cams[channel] = cam
         log.info("camera analysis on", channel=str(channel), profile=profile, worker=worker)

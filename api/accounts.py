@@ -8,7 +8,7 @@ runs out or an administrator unlocks it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -17,8 +17,9 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from storage.models import RevokedToken, User
+from storage.passwords import password_problem
 
-from .security import decode_token, hash_password, password_problem
+from .security import decode_token
 
 
 class TokenRefused(Exception):
@@ -58,42 +59,3 @@ def checked_password(password: str, username: str, min_length: int) -> str:
     if problem is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
     return password
-
-
-def set_password(user: User, password: str, *, by_owner: bool) -> None:
-    """A new password (already checked); one set by an administrator must be changed."""
-    user.password_hash = hash_password(password)
-    user.password_changed_at = datetime.now(UTC)
-    user.must_change_password = not by_owner
-    revoke_tokens(user)
-
-
-def revoke_tokens(user: User) -> None:
-    user.token_version = (user.token_version or 0) + 1
-
-
-def locked_for(user: User, now: datetime) -> float:
-    """Seconds the account stays locked; 0 when it is not."""
-    if user.locked_until is None or user.locked_until <= now:
-        return 0.0
-    return (user.locked_until - now).total_seconds()
-
-
-def login_failed(user: User, now: datetime, max_failures: int, lockout_s: int) -> bool:
-    """Count a failure; True when this one locks the account."""
-    user.failed_logins = (user.failed_logins or 0) + 1
-    if user.failed_logins < max_failures:
-        return False
-    user.locked_until = now + timedelta(seconds=lockout_s)
-    user.failed_logins = 0
-    return True
-
-
-def login_succeeded(user: User) -> None:
-    user.failed_logins = 0
-    user.locked_until = None
-
-
-def unlock(user: User) -> None:
-    user.failed_logins = 0
-    user.locked_until = None

@@ -23,6 +23,7 @@ from .routers import (
     audit,
     auth,
     cascade,
+    cluster,
     contacts,
     device_alarms,
     devices,
@@ -110,6 +111,7 @@ def create_app(services: Services) -> FastAPI:
         supervision,
         walls,
         geomap,
+        cluster,
     ):
         app.include_router(module.router)
 

@@ -72,7 +72,9 @@ class OrgOut(BaseModel):
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    password: str = Field(min_length=1, max_length=256)  # policy: api.security.password_problem
+    password: str = Field(
+        min_length=1, max_length=256
+    )  # policy: storage.passwords.password_problem
     role: Role
     org_id: int | None = None
 

@@ -1,13 +1,12 @@
-"""Passwords, tokens and the login rate limiter.
+"""Tokens and the login rate limiter (passwords: ``storage.passwords``).
 
-Passwords are hashed with Argon2id (argon2-cffi); tokens are HS256 JWTs whose
+Tokens are HS256 JWTs whose
 secret comes from configuration or, when unset, from a random file in the
 data folder so that tokens survive a restart but never live in the repo.
 """
 
 from __future__ import annotations
 
-import functools
 import secrets
 import time
 from collections import defaultdict, deque
@@ -16,28 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher()
 ALGORITHM = "HS256"
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-@functools.cache
-def dummy_hash() -> str:
-    """Verified against when the user does not exist, so timing does not reveal usernames."""
-    return _hasher.hash(secrets.token_urlsafe(16))
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def load_or_create_secret(configured: str, data_dir: Path) -> str:
@@ -65,24 +44,6 @@ def create_token(secret: str, user_id: int, role: str, ttl_s: int, version: int 
         "exp": now + timedelta(seconds=ttl_s),
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
-
-
-_CLASSES = (str.islower, str.isupper, str.isdigit)
-
-
-def password_problem(password: str, username: str, min_length: int) -> str | None:
-    """Why a new password is refused (GB/T 22239 level 3 complexity), or None when it is fine."""
-    if len(password) < min_length:
-        return f"password must have at least {min_length} characters"
-    kinds = sum(any(test(c) for c in password) for test in _CLASSES)
-    kinds += any(not c.isalnum() for c in password)
-    if kinds < 3:
-        return (
-            "password must mix at least three of: lower case, upper case, digits, other characters"
-        )
-    if username and username.lower() in password.lower():
-        return "password must not contain the username"
-    return None
 
 
 def decode_token(secret: str, token: str) -> dict[str, Any]:

@@ -25,10 +25,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from analyzers.events import AlarmEvent, AlarmStatus  # noqa: E402
-from api.orgs import create_org  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.models import Alarm, Channel, Device, OrgKind, Profile  # noqa: E402
 from storage.objects import LocalObjectStore, ObjectStore, S3ObjectStore  # noqa: E402
+from storage.org_tree import create_org  # noqa: E402
 from tests import testdata  # noqa: E402
 from tests.s3server import S3Server  # noqa: E402
 from vms.alarm_component import AlarmComponent  # noqa: E402

@@ -123,7 +123,9 @@ async def pipeline(
     )
     services = Services(settings, None, None)  # type: ignore[arg-type]
     hub = StreamHub(services)
-    pool = AnalyzerPool(settings, hub, emit=None, models_dir=MODELS)
+    pool = AnalyzerPool(
+        settings.analyzers, hub, models_dir=MODELS, timezone=settings.server.timezone
+    )
     await pool.start()
     config = AnalysisConfig.model_validate(
         {

@@ -25,9 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from api.orgs import create_org  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.models import OrgKind  # noqa: E402
+from storage.org_tree import create_org  # noqa: E402
 from storage.sensor_models import Sensor  # noqa: E402
 from tests.pg import PrivatePostgres  # noqa: E402
 from vms.config import IngestSettings, WarningSettings  # noqa: E402

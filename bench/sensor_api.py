@@ -27,12 +27,12 @@ import uvicorn  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from api.app import create_app  # noqa: E402
-from api.orgs import create_org  # noqa: E402
 from api.routers.sensors import LIVE_COLUMNS  # noqa: E402
 from api.security import create_token  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.models import OrgKind, Role, User  # noqa: E402
 from storage.objects import LocalObjectStore  # noqa: E402
+from storage.org_tree import create_org  # noqa: E402
 from vms.config import load_settings  # noqa: E402
 from vms.ingest.component import IngestComponent  # noqa: E402
 from vms.ingest.push import seal  # noqa: E402

@@ -23,9 +23,9 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import insert, select  # noqa: E402
 
-from api.orgs import create_org  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.models import Channel, Device, DeviceEvent, OrgKind  # noqa: E402
+from storage.org_tree import create_org  # noqa: E402
 from storage.sensor_models import Sensor, SensorEvent  # noqa: E402
 from vms.config import load_settings  # noqa: E402
 from vms.supervision.periods import Period, latest_due  # noqa: E402

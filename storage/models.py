@@ -369,6 +369,7 @@ class OutboxItem(Base):
 # Base.metadata wherever the models are loaded (migrations, autogenerate checks).
 from storage import audit_models as _audit_models  # noqa: E402,F401
 from storage import cascade_models as _cascade_models  # noqa: E402,F401
+from storage import cluster_models as _cluster_models  # noqa: E402,F401
 from storage import device_alarm_models as _device_alarm_models  # noqa: E402,F401
 from storage import download_models as _download_models  # noqa: E402,F401
 from storage import intake_models as _intake_models  # noqa: E402,F401

@@ -11,10 +11,10 @@ from typing import Any
 import cv2
 
 from analyzers.events import AlarmEvent, AlarmStatus
-from api.orgs import create_org
 from sip.channel_ref import ChannelRef
 from storage.db import Database
 from storage.models import Channel, Device, OrgKind
+from storage.org_tree import create_org
 from vms.config import Settings, load_settings
 
 from .testdata import vision

@@ -14,9 +14,9 @@ import httpx
 import uvicorn
 
 from api.app import create_app
-from api.orgs import create_org
 from api.security import create_token
 from storage.models import OrgKind, Role, User
+from storage.org_tree import create_org
 from vms.http_server import ConnectionGuard, uvicorn_config
 from vms.services import Services
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from api.orgs import create_org
 from storage.db import Database
 from storage.models import OrgKind
 from storage.objects import LocalObjectStore
+from storage.org_tree import create_org
 from storage.sensor_models import Reading, Sensor, SensorEvent, SensorGateway
 from vms.config import Settings, load_settings
 from vms.ingest.collectors.manager import CollectorManager

@@ -110,9 +110,9 @@ def seed_cameras(db: object) -> None:
     ``operator`` (county) sees both cameras; ``ent_a`` sees only CHANNEL_ID, ``ent_b`` only
     OTHER_CHANNEL_ID.
     """
-    from api.orgs import create_org
-    from api.security import hash_password
     from storage.models import Channel, Device, OrgKind, Role, User
+    from storage.org_tree import create_org
+    from storage.passwords import hash_password
 
     with db.session() as s:  # type: ignore[attr-defined]
         province = create_org(s, "测试省", OrgKind.province, None, "340000")

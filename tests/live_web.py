@@ -201,11 +201,26 @@ def wait_for(driver: Any, condition: Any, what: str, timeout: float = WAIT_S) ->
         ) from None
 
 
-def log_in(driver: Any, node: LiveNode | None, username: str) -> None:
-    """Log in through the form; ``node`` given → load the page first, None → the page is open."""
+# Before the page's own scripts: a browser with no language chosen gets 双语, the labels as the
+# modules write them, which the browser tests check; the choice they make later stays.
+BILINGUAL = (
+    "try { if (localStorage.getItem('vms.lang') === null) localStorage.setItem('vms.lang', 'bi'); }"
+    " catch (_) {}"
+)
+
+
+def log_in(driver: Any, node: LiveNode | None, username: str, bilingual: bool = True) -> None:
+    """Log in through the form; ``node`` given → load the page first, None → the page is open.
+
+    ``bilingual`` (with ``node``): a browser that has no language saved shows 双语, not the
+    UI's default 中文 (tests/test_language_browser.py checks that default: False).
+    """
     from selenium.webdriver.common.by import By
 
     if node is not None:
+        if bilingual and not getattr(driver, "_vms_bilingual", False):
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": BILINGUAL})
+            driver._vms_bilingual = True
         driver.get(node.url)
     wait_for(driver, lambda d: d.find_element(By.ID, "login-form").is_displayed(), "login form")
     form = driver.find_element(By.ID, "login-form")

@@ -15,10 +15,11 @@ import uvicorn
 from sqlalchemy import text
 
 from api.app import create_app
-from api.security import create_token, hash_password
+from api.security import create_token
 from storage.db import Database
 from storage.models import Channel, Device, Role, User
 from storage.objects import LocalObjectStore
+from storage.passwords import hash_password
 from vms.config import load_settings
 from vms.ingest.component import IngestComponent
 from vms.ingest.service import IngestService

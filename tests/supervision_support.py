@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from api.orgs import create_org
 from storage.db import Database
 from storage.models import Channel, Device, DeviceEvent, OrgKind
+from storage.org_tree import create_org
 from storage.sensor_models import Duty, OrgContact, Sensor, SensorEvent
 from vms.config import Settings, load_settings
 

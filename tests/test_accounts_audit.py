@@ -25,13 +25,13 @@ from sqlalchemy.exc import DBAPIError
 from starlette.websockets import WebSocketDisconnect
 
 from api.app import create_app
-from api.orgs import create_org
 from api.routers import events_ws
-from api.security import hash_password
 from storage.audit_models import AuditEntry, AuditRecord, append, verify
 from storage.db import Database
 from storage.models import Organisation, OrgKind, Role, User
 from storage.objects import LocalObjectStore
+from storage.org_tree import create_org
+from storage.passwords import hash_password
 from vms.config import load_settings
 from vms.services import Services
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from api.security import hash_password
 from storage.models import Device, Organisation, OutboxItem, OutboxState, Role, User
+from storage.passwords import hash_password
 from vms.config import SipUpstreamSettings, UplinkReceiver
 
 from .live_media import CHANNEL_ID, DEVICE_ID, OTHER_CHANNEL_ID, PASSWORD

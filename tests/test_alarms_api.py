@@ -19,10 +19,11 @@ import uvicorn
 import websockets
 
 from api.app import create_app
-from api.security import create_token, hash_password
+from api.security import create_token
 from storage.db import Database
 from storage.models import Role, User
 from storage.objects import LocalObjectStore
+from storage.passwords import hash_password
 from vms.alarm_component import AlarmComponent
 from vms.services import Services
 from vms.uplink.receiver import Receiver, free_port

@@ -15,10 +15,11 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.security import create_token, hash_password
+from api.security import create_token
 from storage.db import Database
 from storage.models import Channel, Role, User
 from storage.objects import LocalObjectStore
+from storage.passwords import hash_password
 from vms.alarm_component import AlarmComponent
 from vms.analyzer_component import AnalyzerComponent
 from vms.config import load_settings

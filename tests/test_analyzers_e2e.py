@@ -35,7 +35,9 @@ async def run_clip(services, units, config: dict, profile: str = "enterprise"):
     async def collect(event: AlarmEvent) -> None:
         events.append(event)
 
-    pool = AnalyzerPool(services.settings, hub, emit=collect, models_dir=MODELS)
+    pool = AnalyzerPool(
+        services.settings.analyzers, hub, models_dir=MODELS, timezone="Asia/Shanghai", emit=collect
+    )
     await pool.start()
     try:
         await pool.configure(CAMERA, profile, AnalysisConfig.model_validate(config))
@@ -135,7 +137,9 @@ async def test_back_pressure_drops_instead_of_queueing(services, clip) -> None:
     require_model("person", 320)
     services.settings.analyzers.queue_size = 4
     hub = StreamHub(services)
-    pool = AnalyzerPool(services.settings, hub, emit=None, models_dir=MODELS)
+    pool = AnalyzerPool(
+        services.settings.analyzers, hub, models_dir=MODELS, timezone="Asia/Shanghai"
+    )
     await pool.start()
     try:
         config = {

@@ -353,7 +353,9 @@ async def test_sleeping_alarm_record_carries_the_reason(tmp_path) -> None:
         got.append(event)
 
     settings = load_settings(server={"data_dir": tmp_path})
-    pool = AnalyzerPool(settings, media=None, emit=emit, models_dir=tmp_path)
+    pool = AnalyzerPool(
+        settings.analyzers, None, models_dir=tmp_path, timezone="Asia/Shanghai", emit=emit
+    )
     rule = [{"type": "sleeping", "confirm_s": 2, "clear_s": 2}]
     eng = engine(rule, "gas_station")
     camera = ChannelRef("37010200101180000001", "37010200101320000001")

@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app
-from api.orgs import create_org
 from api.security import create_token
 from sip import ids
 from sip.media_api import MediaOffer, PlayRequest
@@ -18,6 +17,7 @@ from sip.store import MemoryDeviceStore
 from storage.cascade_models import CascadeChannel
 from storage.db import Database
 from storage.models import Channel, Device, OrgKind, Role, User
+from storage.org_tree import create_org
 
 from .cascade_support import JWT, running_node, settings_for, until
 from .sip_support import running_server

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from api.orgs import create_org
 from sip import ids
 from sip.manscdp import CatalogItem
 from storage.db import Database
 from storage.models import Channel, Device, DeviceStatus, OrgKind
 from storage.objects import LocalObjectStore
+from storage.org_tree import create_org
 from vms.cascade import catalog as tree
 from vms.cascade.selection import Selection, selection_of, set_selection
 from vms.cascade.service import CascadeService

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from api.orgs import create_org
 from sip.channel_ref import ChannelRef
 from sip.media_api import MediaOffer, PlayError, PlayRequest
 from sip.server import SipServer
@@ -21,6 +20,7 @@ from sip.settings import UpstreamConfig
 from sip.store import MemoryDeviceStore
 from storage.db import Database
 from storage.models import Channel, Device, OrgKind
+from storage.org_tree import create_org
 from vms.cascade.selection import set_selection
 from vms.media.frames import AccessUnit
 from vms.media.ps import PsDemuxer

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from api.orgs import create_org
 from simdevice.nvr import NvrConfig, SimulatedNvr
 from sip import ids
 from sip.channel_ref import ChannelRef
@@ -26,6 +25,7 @@ from sip.manscdp import el
 from storage.db import Database
 from storage.device_alarm_models import DeviceAlarm
 from storage.models import Channel, Device, OrgKind, RecordingSegment
+from storage.org_tree import create_org
 from vms.cascade import catalog as tree
 from vms.media.frames import AccessUnit
 

@@ -15,9 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app
-from api.orgs import create_org
 from api.routers.events_ws import visible
-from api.security import create_token, hash_password
+from api.security import create_token
 from simdevice.nvr import SimulatedNvr
 from sip.manscdp import CatalogItem
 from sip.notify import ADD, DEL, OFF, ON, UPDATE, VLOST, AlarmNotify, CatalogEvent, MobilePosition
@@ -34,6 +33,8 @@ from storage.models import (
     User,
 )
 from storage.objects import LocalObjectStore
+from storage.org_tree import create_org
+from storage.passwords import hash_password
 from vms.config import Settings, load_settings
 from vms.services import Services
 from vms.sip_component import sip_component

@@ -14,11 +14,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from api.orgs import create_org
-from api.security import LoginLimiter, create_token, hash_password
+from api.security import LoginLimiter, create_token
 from storage.db import Database
 from storage.models import Alarm, Channel, Device, Organisation, OrgKind, Profile, Role, User
 from storage.objects import LocalObjectStore
+from storage.org_tree import create_org
+from storage.passwords import hash_password
 from vms.config import Settings
 from vms.services import Services
 

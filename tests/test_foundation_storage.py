@@ -15,7 +15,6 @@ from sqlalchemy import Column, Integer, MetaData, Table, delete, func, select, t
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from api.orgs import OrgTreeError, create_org
 from storage.db import MIGRATIONS_DIR, Database, DatabaseUnavailable, table_names
 from storage.models import (
     Alarm,
@@ -34,6 +33,7 @@ from storage.models import (
     Role,
     User,
 )
+from storage.org_tree import OrgTreeError, create_org
 from storage.sensor_models import Reading, Sensor, SensorWarning, WarningLevel
 
 CST = timezone(timedelta(hours=8))

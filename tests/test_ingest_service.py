@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, delete, select, text
 
-from api.orgs import create_org
 from storage.db import Database
 from storage.models import OrgKind
+from storage.org_tree import create_org
 from storage.sensor_models import (
     GatewayProtocol,
     Quality,

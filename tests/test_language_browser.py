@@ -1,9 +1,11 @@
 """The header's language switch in a real browser (headless Chromium): 中文 / EN / 双语.
 
-双语 (both, as every module writes its labels) is the default; EN and 中文 rewrite the UI's
-bilingual strings (text, title, placeholder, aria-label) to one language, keep them rewritten
-as the views change them (the live wall's tile status), survive a reload (localStorage), leave
-data alone (a camera named "罐区东 Tank east") and 双语 puts the originals back exactly."""
+中文 is the default of a browser that has chosen nothing; 双语 shows the labels as every module
+writes them (both languages); EN and 中文 rewrite the UI's bilingual strings (text, title,
+placeholder, aria-label) to one language, keep them rewritten as the views change them (the
+live wall's tile status), survive a reload (localStorage), leave data alone (a camera named
+"罐区东 Tank east") and 双语 puts the originals back exactly.  The other browser tests log in
+with 双语 saved (tests/live_web.py log_in); this one starts from nothing saved."""
 
 from __future__ import annotations
 
@@ -122,15 +124,42 @@ def test_language_switch_rewrites_the_ui_and_keeps_data(node: LiveNode, tmp_path
     from selenium.webdriver.support.ui import Select
 
     with chromium(tmp_path, 1400, 900) as driver:
-        log_in(driver, node, "operator")
+        log_in(driver, node, "operator", bilingual=False)
         wait_for(driver, present("#channel-tree li.tree-cam"), "tree")
         wait_for(driver, present("#wall-select option"), "walls")
-        # 双语 is the default: the labels as the modules write them.
+        # 中文 is the default: nothing saved, Chinese only.
         assert driver.execute_script("return localStorage.getItem('vms.lang')") is None
-        assert driver.execute_script("return document.documentElement.lang") == "zh-CN"
+        assert driver.execute_script(LANG) == "zh-CN"
+        assert driver.execute_script("return document.documentElement.dataset.lang") == "zh"
+        alarms = driver.execute_script(NAV_TEXT, "alarms")
+        assert "报警" in alarms and "Alarms" not in alarms
+        assert driver.execute_script(NAV_TEXT, "devices").strip() == "设备"
+        for choice, pressed in (("zh", "true"), ("en", "false"), ("bi", "false")):
+            button = driver.find_element(
+                By.CSS_SELECTOR, f"#lang-switch [data-lang-choice='{choice}']"
+            )
+            assert button.get_attribute("aria-pressed") == pressed, choice
+        assert driver.find_element(By.ID, "wall-name").get_attribute("placeholder") == "名称"
+        toolbar = driver.find_element(By.CSS_SELECTOR, ".live-view .toolbar").text
+        assert "分屏" in toolbar and "Layout" not in toolbar and "4 画面" in toolbar
+        leftovers = driver.execute_async_script(LEFTOVERS, KNOWN)
+        assert leftovers == [], leftovers
+
+        # 双语 chosen and kept over a reload: the labels exactly as the modules write them.
+        choose(driver, "bi")
+        assert driver.execute_script("return localStorage.getItem('vms.lang')") == "bi"
+        assert driver.execute_script(NAV_TEXT, "alarms").startswith("报警 Alarms")
+        driver.refresh()
+        wait_for(driver, lambda d: d.find_element(By.ID, "nav").is_displayed(), "nav after reload")
+        wait_for(driver, present("#channel-tree li.tree-cam"), "tree")
+        wait_for(driver, present("#wall-select option"), "walls")
+        assert driver.execute_script("return document.documentElement.dataset.lang") == "bi"
         assert driver.execute_script(NAV_TEXT, "alarms").startswith("报警 Alarms")
         both = driver.find_element(By.CSS_SELECTOR, "#lang-switch [data-lang-choice='bi']")
         assert both.get_attribute("aria-pressed") == "true"
+        assert driver.find_elements(By.CSS_SELECTOR, REWRITTEN) == []
+        for badge in ("#alarm-badge", "#warning-badge"):  # counts come in after the page
+            wait_for(driver, lambda d, b=badge: text_of(d, b) != "", badge)
         before = driver.execute_script(SNAPSHOT)
         assert "名称 name" in driver.find_element(By.ID, "wall-name").get_attribute("placeholder")
 
@@ -145,8 +174,9 @@ def test_language_switch_rewrites_the_ui_and_keeps_data(node: LiveNode, tmp_path
         assert wall_name.get_attribute("data-i18n-placeholder") == "名称 name"
         tree_filter = driver.find_element(By.CSS_SELECTOR, ".tree-filter")
         assert tree_filter.get_attribute("placeholder") == "filter"
-        assert "Layout:" in driver.find_element(By.CSS_SELECTOR, ".live-view .toolbar").text
-        assert "分屏" not in driver.find_element(By.CSS_SELECTOR, ".live-view .toolbar").text
+        toolbar = driver.find_element(By.CSS_SELECTOR, ".live-view .toolbar").text
+        assert "Layout:" in toolbar and "4 tiles" in toolbar and "1 tile" in toolbar
+        assert "分屏" not in toolbar and "画面" not in toolbar
         tree = driver.find_element(By.ID, "channel-tree").text
         assert CAMERA_NAME in tree and "Tour selected" in tree and "轮巡所选" not in tree
         options = driver.execute_script(
@@ -216,6 +246,8 @@ def test_language_switch_rewrites_the_ui_and_keeps_data(node: LiveNode, tmp_path
         wait_for(driver, present(row), "the seeded alarm")
         assert CAMERA_NAME in driver.find_element(By.CSS_SELECTOR, row).text
         wait_for(driver, lambda d: text_of(d, f"{row} td.handling") == "new", "handling in EN")
+        # the alarm type: the API names it in Chinese only (明火), the glossary in English
+        assert text_of(driver, f"{row} td strong") == "open flame / fire"
         leftovers = driver.execute_async_script(LEFTOVERS, KNOWN)
         assert leftovers == [], leftovers
         shot(driver, "language-en-alarms", tmp_path)
@@ -260,6 +292,22 @@ CASES = [
 ]
 
 
+# What EN adds to the rule (js/i18n.js translate): English for Chinese-only names.
+TRANSLATED = [
+    ("明火", "明火", "open flame / fire"),
+    ("未佩戴安全帽", "未佩戴安全帽", "no safety helmet"),
+    ("明火 fire", "明火", "fire"),
+    (
+        "明火 2024-05-01 10:00:00",
+        "明火 2024-05-01 10:00:00",
+        "open flame / fire 2024-05-01 10:00:00",
+    ),
+    ("烟雾报警", "烟雾报警", "烟雾报警"),  # not a name of its own
+    ("4 画面", "4 画面", "4 tiles"),
+    ("1 画面", "1 画面", "1 tile"),
+]
+
+
 def test_the_rule_splits_labels_and_leaves_the_rest(node: LiveNode, tmp_path: Path) -> None:
     with chromium(tmp_path) as driver:
         driver.get(node.url)
@@ -270,3 +318,10 @@ def test_the_rule_splits_labels_and_leaves_the_rest(node: LiveNode, tmp_path: Pa
             [list(c) for c in CASES],
         )
         assert got == [[s, zh, en, s] for s, zh, en in CASES]
+        got = driver.execute_async_script(
+            "const [cases, done] = arguments;"
+            "import('/static/js/i18n.js').then(m => done(cases.map(([s]) =>"
+            " [s, m.translate(s, 'zh'), m.translate(s, 'en'), m.translate(s, 'bi')])));",
+            [list(c) for c in TRANSLATED],
+        )
+        assert got == [[s, zh, en, s] for s, zh, en in TRANSLATED]

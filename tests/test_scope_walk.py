@@ -40,7 +40,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from api.orgs import create_org
 from api.security import create_token
 from sip.channel_ref import ChannelRef
 from sip.outgoing import SipError
@@ -64,6 +63,7 @@ from storage.models import (
     User,
 )
 from storage.objects import LocalObjectStore
+from storage.org_tree import create_org
 from storage.sensor_models import (
     Duty,
     GatewayProtocol,
@@ -712,7 +712,8 @@ class FakeAnalyzers(Recorded):
         """The newest analysed frame (the snapshot for drawing zones)."""
         return np.zeros((36, 64, 3), np.uint8)
 
-    async def configure(self, camera: ChannelRef, profile: str, config: Any) -> None:
+    async def apply(self, camera: ChannelRef, profile: str, config: Any) -> None:
+        """As ``services.analysis``: a changed config reaches the pool."""
         self.note("analyzers.configure", camera)
 
 
@@ -889,7 +890,7 @@ def open_walk(services: Services) -> Iterator[Walk]:
     services.sip = FakeSip(calls, now)
     services.media = FakeMedia(calls, now, cameras)
     services.recorder = FakeRecorder(calls, now, sites)
-    services.analyzers = FakeAnalyzers(calls, now, cameras)
+    services.analyzers = services.analysis = FakeAnalyzers(calls, now, cameras)
     services.live = FakeLive(calls, now, sites)
     services.playback = FakePlayback(calls, now, sites)
     services.downloads = FakeDownloads(calls, now)

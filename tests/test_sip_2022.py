@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app
-from api.orgs import create_org
-from api.security import create_token, hash_password
+from api.security import create_token
 from sip import manscdp
 from sip import manscdp_2022 as m22
 from sip.device_config import (
@@ -29,6 +28,8 @@ from sip.device_config import (
 )
 from sip.queries import QueryError
 from storage.models import OrgKind, RecordingSegment, Role, User
+from storage.org_tree import create_org
+from storage.passwords import hash_password
 from vms.media.frames import Codec
 from vms.recording.recorder import Recorder
 from vms.services import Services

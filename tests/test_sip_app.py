@@ -16,12 +16,13 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app
-from api.orgs import create_org
-from api.security import create_token, hash_password
+from api.security import create_token
 from simdevice.nvr import SimulatedNvr
 from storage.db import Database
 from storage.models import Channel, Device, DeviceEvent, OrgKind, Role, User
 from storage.objects import LocalObjectStore
+from storage.org_tree import create_org
+from storage.passwords import hash_password
 from vms.config import load_settings
 from vms.services import Services
 from vms.sip_component import SipComponent, sip_component

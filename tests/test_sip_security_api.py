@@ -7,10 +7,11 @@ import httpx
 from sqlalchemy import select
 
 from api.app import create_app
-from api.security import create_token, hash_password
+from api.security import create_token
 from simdevice.nvr import SimulatedNvr
 from sip.server import SipServer
 from storage.models import Device, Role, User
+from storage.passwords import hash_password
 from vms.services import Services
 from vms.sip_store import DbDeviceStore
 

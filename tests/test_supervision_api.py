@@ -18,10 +18,11 @@ import uvicorn
 from sqlalchemy import select
 
 from api.app import create_app
-from api.security import create_token, hash_password
+from api.security import create_token
 from storage.db import Database
 from storage.models import Alarm, Channel, Profile, Role, User
 from storage.objects import LocalObjectStore
+from storage.passwords import hash_password
 from storage.sensor_models import Notification, Sensor
 from vms.services import Services
 from vms.supervision.service import Supervision

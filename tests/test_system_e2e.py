@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 from sqlalchemy import select
 
-from api.orgs import create_org
 from simdevice.nvr import NvrConfig, SimulatedNvr
 from storage.db import Database
 from storage.models import Alarm, Channel, Device, OrgKind
 from storage.objects import LocalObjectStore
+from storage.org_tree import create_org
 from vms.alarm_component import AlarmComponent
 from vms.alarms import codes
 from vms.analyzer_component import AnalyzerComponent

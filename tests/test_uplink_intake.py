@@ -21,13 +21,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from api.app import create_app
-from api.orgs import create_org
 from api.security import create_token
 from storage.audit_models import AuditEntry
 from storage.db import Database
 from storage.intake_models import IntakeRecord
 from storage.models import Organisation, OrgKind, OutboxItem, OutboxState, Role, User
 from storage.objects import LocalObjectStore
+from storage.org_tree import create_org
 from vms.services import Services
 from vms.uplink import outbox, tables
 from vms.uplink.receiver import Receiver

@@ -13,7 +13,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.orgs import create_org
 from api.security import create_token
 from storage.models import (
     Alarm,
@@ -26,6 +25,7 @@ from storage.models import (
     Role,
     User,
 )
+from storage.org_tree import create_org
 from vms.config import UplinkReceiver
 from vms.services import Services
 

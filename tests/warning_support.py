@@ -15,9 +15,9 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import select
 
-from api.orgs import create_org
 from storage.db import Database
 from storage.models import OrgKind
+from storage.org_tree import create_org
 from storage.sensor_models import Duty, Notification, OrgContact, Sensor, SensorWarning
 from vms.config import Settings, load_settings
 from vms.events import EventBus

@@ -27,6 +27,7 @@ class AlarmComponent:
         self.alarms.webhooks = self.webhooks
         self.alarms.journal_retry_s = spool_retry_s
         services.alarms = self.alarms
+        services.alarm_sink = self.alarms
         self.scheduler = UplinkScheduler(services, wake=self.sender.wake)
 
     async def start(self) -> None:
@@ -43,5 +44,5 @@ class AlarmComponent:
 
 
 def alarm_component(services: Services) -> AlarmComponent:
-    """Factory for ``vms.app.component_factories()``: always on (alarms must be recorded)."""
+    """Factory for ``vms.components``: always on (alarms must be recorded)."""
     return AlarmComponent(services)

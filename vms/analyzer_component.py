@@ -60,15 +60,23 @@ class AnalyzerComponent:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.pool = AnalyzerPool(services.settings, services.media, emit=self.emit)
+        s = services.settings
+        self.pool = AnalyzerPool(
+            s.analyzers,
+            services.frames,
+            models_dir=s.models_path,
+            timezone=s.server.timezone,
+            emit=self.emit,
+        )
         self.resume = AlarmResume(services, self.pool)
         self.pool.resume = self.resume
         self._sweep: asyncio.Task[int] | None = None
 
     async def emit(self, event: AlarmEvent) -> None:
-        if self.services.alarms is None:
+        sink = self.services.alarm_sink
+        if sink is None:
             log.warning(
-                "no alarm service: alarm not stored",
+                "no alarm sink: alarm not stored",
                 alarm_id=event.alarm_id,
                 status=int(event.status),
                 channel=event.channel_id,
@@ -76,16 +84,31 @@ class AnalyzerComponent:
                 alarm_type=event.alarm_type,
             )
             return
-        await self.services.alarms.handle(event)
+        await sink.handle(event)
+
+    async def configure(self, cid: ChannelRef, profile: str, raw: dict[str, Any]) -> bool:
+        """Start (or restart) one camera's analysis from its stored config; False if refused."""
+        try:
+            await self.pool.configure(cid, profile, AnalysisConfig.model_validate(raw))
+        except (ValidationError, ConfigRejected, ModelMissing, ManifestError) as exc:
+            log.error("camera analysis not started", channel=str(cid), error=str(exc))
+            return False
+        return True
+
+    async def apply(self, cid: ChannelRef, profile: str, config: AnalysisConfig) -> None:
+        """A camera's analysis config was changed (and stored): start, restart or stop it.
+
+        The seam where, with several analyzer hosts, the change goes to the camera's holder."""
+        await self.pool.configure(cid, profile, config)
 
     async def start(self) -> None:
         await self.pool.start()
         self.services.analyzers = self.pool
+        self.services.analysis = self
+        if self.services.placement is not None:
+            return  # an analyzer host of a cluster: cameras come with their leases
         for cid, profile, raw in await self.services.db.run(enabled_channels):
-            try:
-                await self.pool.configure(cid, profile, AnalysisConfig.model_validate(raw))
-            except (ValidationError, ConfigRejected, ModelMissing, ManifestError) as exc:
-                log.error("camera analysis not started", channel=str(cid), error=str(exc))
+            await self.configure(cid, profile, raw)
         # alarms of cameras no longer analysed: cleared in the background (start not held up)
         self._sweep = asyncio.create_task(self.resume.sweep(), name="analyzer-alarm-sweep")
 
@@ -93,14 +116,15 @@ class AnalyzerComponent:
         """Clean shutdown: active alarms are NOT cleared (see ``AnalyzerPool.stop``)."""
         await cancel_task(self._sweep)
         self.services.analyzers = None
+        self.services.analysis = None
         await self.pool.stop()
 
 
 def analyzer_factory(services: Services) -> AnalyzerComponent | None:
-    """Factory for ``vms.app.component_factories()``: after the media hub (it subscribes)."""
+    """Factory for ``vms.components``: after the frame source (hub or bus) and alarm sink."""
     if not services.settings.analyzers.enabled:
         return None
-    if services.media is None:
-        log.warning("analyzers enabled but no media hub: analysis off")
+    if services.frames is None:
+        log.warning("analyzers enabled but no frame source (media hub): analysis off")
         return None
     return AnalyzerComponent(services)

@@ -13,6 +13,7 @@ other clear, and an ``AlarmAction`` note.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,8 @@ from sip import ids
 from sip.channel_ref import ChannelRef
 from storage.models import Alarm, Channel, Device
 from storage.objects import ObjectStoreError
-from vms.alarms.handling import system_note
+from vms.alarms.handling import SYSTEM_CLEAR, system_note
+from vms.alarms.service import Outcome
 from vms.logging import get_logger
 from vms.services import Services
 
@@ -83,6 +85,13 @@ def known_channels(s: Session) -> set[ChannelRef]:
     return {ChannelRef(d, c) for d, c in rows if ids.is_gb_id(d) and ids.is_gb_id(c)}
 
 
+async def note_system_clear(services: Services, event: AlarmEvent, outcome: Outcome) -> None:
+    """Record why the node cleared an alarm by itself, once the clear is stored."""
+    note = (event.detail or {}).get(SYSTEM_CLEAR)
+    if note and (outcome.created or outcome.journaled):
+        await services.db.run(lambda s: system_note(s, event.alarm_id, str(note)))
+
+
 class AlarmResume:
     """The pool's ``ResumeSource`` backed by the node's database and alarm service."""
 
@@ -94,8 +103,9 @@ class AlarmResume:
     async def active(self, channel: ChannelRef) -> list[ActiveAlarm]:
         return await self.services.db.run(lambda s: active_alarms(s, channel))
 
-    async def sweep(self) -> int:
-        """After start: clear active alarms of cameras the pool does not analyse."""
+    async def sweep(self, analysed: Collection[ChannelRef] | None = None) -> int:
+        """After start: clear active alarms of cameras the pool does not analyse (nor, in a
+        cluster, any node: ``analysed`` is then every camera with analysis on)."""
         try:
             alarms = await self.services.db.run(active_alarms)
             channels = await self.services.db.run(known_channels)
@@ -106,7 +116,10 @@ class AlarmResume:
         by_camera: dict[ChannelRef | None, list[ActiveAlarm]] = {}
         for a in alarms:
             camera = camera_of(a)
-            if (camera is None or camera not in self.pool.cams) and a.alarm_id not in held:
+            taken = camera is not None and (
+                camera in self.pool.cams or (analysed is not None and camera in analysed)
+            )
+            if not taken and a.alarm_id not in held:
                 by_camera.setdefault(camera, []).append(a)
         for camera, left in by_camera.items():
             known = camera is not None and camera in channels
@@ -125,8 +138,9 @@ class AlarmResume:
                 log.error("system clear failed", alarm_id=alarm.alarm_id, error=repr(exc))
 
     async def _clear(self, alarm: ActiveAlarm, jpeg: bytes, reason: str) -> None:
-        if self.services.alarms is None:
-            log.warning("no alarm service: alarm left active", alarm_id=alarm.alarm_id)
+        sink = self.services.alarm_sink
+        if sink is None:
+            log.warning("no alarm sink: alarm left active", alarm_id=alarm.alarm_id)
             return
         picture = jpeg or await self._own_image(alarm)
         note = f"{NOTE_PREFIX}: {reason}"
@@ -140,11 +154,11 @@ class AlarmResume:
             alarm_type=alarm.alarm_type,
             at=datetime.now(UTC),
             snapshot_jpeg=picture,
-            detail={"system_clear": note, "frame": bool(jpeg)},
+            detail={SYSTEM_CLEAR: note, "frame": bool(jpeg)},
         )
-        outcome = await self.services.alarms.handle(event)
-        if outcome.created or outcome.journaled:
-            await self.services.db.run(lambda s: system_note(s, alarm.alarm_id, note))
+        outcome = await sink.handle(event)
+        if outcome is not None:  # None: on the bus; the node that stores it writes the note
+            await note_system_clear(self.services, event, outcome)
         log.info("alarm cleared by the system", alarm_id=alarm.alarm_id, reason=reason)
 
     async def _own_image(self, alarm: ActiveAlarm) -> bytes:

@@ -59,40 +59,12 @@ class Component(Protocol):
 ComponentFactory = Callable[[Services], "Component | None"]
 
 
-def component_factories() -> list[ComponentFactory]:
-    """Components in start order; each factory returns None when disabled by settings."""
-    from vms.alarm_component import alarm_component
-    from vms.analyzer_component import analyzer_factory
-    from vms.ingest.component import ingest_factory
-    from vms.live_component import live_factory
-    from vms.media.hub import create_hub
-    from vms.recording.downloads import create_downloads
-    from vms.recording.playback_sessions import create_playback_sessions
-    from vms.recording.recorder import create_recorder
-    from vms.sip_component import sip_component
-    from vms.supervision.component import supervision_factory
-    from vms.warning.component import warning_factory
+def component_factories(role: str = "all") -> list[ComponentFactory]:
+    """The role's components in start order (``vms.components``); each factory returns None
+    when its component is disabled by settings."""
+    from vms.components import for_role
 
-    # alarms first: services.alarms must exist before the analyzer pool emits events;
-    # live after the media hub: it reads services.media per viewer
-    # recorder after the media hub: it subscribes through services.media
-    # NVR playback sessions and download jobs after the media hub: they open playbacks on it
-    # analyzers after the media hub: the pool subscribes through services.media
-    # sip before the media hub: the hub registers its session listener on services.sip
-    # ingest after alarms and media: sensor warnings link to cameras and notify like alarms
-    return [
-        sip_component,
-        create_hub,
-        alarm_component,
-        live_factory,
-        create_recorder,
-        create_playback_sessions,
-        create_downloads,
-        analyzer_factory,
-        ingest_factory,
-        warning_factory,
-        supervision_factory,
-    ]
+    return [spec.load() for spec in for_role(role)]
 
 
 def open_services(settings: Settings) -> Services:
@@ -114,7 +86,7 @@ def open_services(settings: Settings) -> Services:
 
 
 def bootstrap_admin(services: Services) -> None:
-    from api.security import hash_password
+    from storage.passwords import hash_password
 
     auth = services.settings.auth
     if not (auth.admin_username and auth.admin_password):
@@ -137,10 +109,16 @@ def bootstrap_admin(services: Services) -> None:
 class Application:
     """One node: start everything, wait for a signal, stop everything."""
 
-    def __init__(self, services: Services, extra: list[ComponentFactory] | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        extra: list[ComponentFactory] | None = None,
+        role: str = "all",
+    ) -> None:
         self.services = services
+        self.role = role
         self.components: list[Component] = []
-        self._factories = component_factories() + list(extra or [])
+        self._factories = component_factories(role) + list(extra or [])
         self._stop = asyncio.Event()
         self._server: uvicorn.Server | None = None
         self._http_socket: socket.socket | None = None

@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from analyzers.settings import AnalyzerSettings
 from sip import ids
 from vms.uplink.timing import parse_clock
 
@@ -306,23 +307,6 @@ class RecordingSettings(Section):
     download_ttl_hours: float = Field(72.0, gt=0)  # finished download MP4s kept this long
 
 
-class AnalyzerSettings(Section):
-    """Analyzer pool."""
-
-    enabled: bool = True
-    workers: int = Field(1, ge=1)
-    providers: list[str] = []  # empty → best available (TensorRT, CUDA, CPU)
-    precision: Literal["auto", "fp32", "int8", "fp16"] = "auto"  # model file; auto → by provider
-    device_id: int = Field(0, ge=0)  # GPU used by the CUDA / TensorRT providers
-    models_dir: Path | None = None  # empty → server.data_dir/models
-    # DEVICE_CODE in Tables 2-4 for sites without their own (a node serving one site);
-    # empty → per site, unique to this install (vms.uplink.identity)
-    device_code: str = Field("", max_length=36, pattern=r"^[\x21-\x7e]*$")
-    threads: int = Field(1, ge=1)  # onnxruntime intra-op threads per worker process
-    ring_slots: int = Field(8, ge=2, le=64)  # shared-memory frame slots per worker (1080p each)
-    queue_size: int = Field(64, ge=4)  # access units waiting per worker before dropping
-
-
 class UplinkReceiver(Section):
     """One upward receiver (a provincial system)."""
 
@@ -498,6 +482,32 @@ class SupervisionSettings(Section):
         return v
 
 
+class ClusterSettings(Section):
+    """Scale-out (issue 14): this node's role and the bus between roles.
+
+    ``role`` "all" is one process doing everything (the default, ``make demo``); "control"
+    runs SIP, the API, alarms, uplink and the sensor side; "media" pulls, records and relays
+    the cameras it holds a lease on; "analyzer" analyses the cameras it holds a lease on,
+    from keyframes the media nodes put on the bus.  Roles other than "all" need PostgreSQL
+    (``database.url``), a shared object store and ``nats_url``.
+    """
+
+    role: Literal["all", "control", "media", "analyzer"] = "all"
+    node_name: str = ""  # unique per node; empty → "<role>-<hostname>-<pid>"
+    nats_url: str = "nats://127.0.0.1:4222"
+    heartbeat_s: float = Field(2.0, gt=0)  # node row and leases renewed this often
+    lease_ttl_s: float = Field(6.0, gt=0)  # a node silent this long is dead; its cameras move
+    media_host: str = ""  # this media node's IP in SDP c=; empty → media.sdp_ip
+    frame_queue: int = Field(8, ge=1)  # keyframes an analyzer holds per camera before dropping
+    request_timeout_s: float = Field(10.0, gt=0)  # a media node's SIP request to the control node
+
+    @model_validator(mode="after")
+    def _check_ttl(self) -> ClusterSettings:
+        if self.lease_ttl_s < 2 * self.heartbeat_s:
+            raise ValueError("cluster.lease_ttl_s must be at least 2 × cluster.heartbeat_s")
+        return self
+
+
 class DemoSettings(Section):
     """What ``vms demo`` adds to ``vms serve``."""
 
@@ -530,6 +540,7 @@ class Settings(BaseSettings):
     warning: WarningSettings = WarningSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     demo: DemoSettings = DemoSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from api.orgs import create_org
-from api.security import hash_password
 from sip.channel_ref import ChannelRef
 from storage.models import Channel, Device, Organisation, OrgKind, Role, User
+from storage.org_tree import create_org
+from storage.passwords import hash_password
 from vms.app import ComponentFactory
 from vms.logging import get_logger
 from vms.services import Services

@@ -355,7 +355,7 @@ def alarm_image(
     key = alarm.image_key if status_ == 1 else alarm.clear_image_key
     if not key:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no picture for this record")
-    spool = getattr(services.alarms, "spool", None)
+    spool = services.alarms.spool if services.alarms is not None else None
     return picture_response(
         services.objects,
         key,

@@ -138,8 +138,8 @@ async def put_analysis(
         s.get(Channel, pk).analysis = raw
 
     await services.db.run(save)
-    if services.analyzers is not None:
-        await services.analyzers.configure(camera, profile, config)
+    if services.analysis is not None:
+        await services.analysis.apply(camera, profile, config)
     return _out(services, camera, profile, raw)
 
 

@@ -12,21 +12,15 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy import select
 
+from storage.accounts import locked_for, login_failed, login_succeeded, revoke_tokens, set_password
 from storage.models import User
+from storage.passwords import dummy_hash, verify_password
 
-from ..accounts import (
-    checked_password,
-    locked_for,
-    login_failed,
-    login_succeeded,
-    revoke_tokens,
-    set_password,
-    sign_out,
-)
+from ..accounts import checked_password, sign_out
 from ..audit import note
 from ..deps import CallerDep, SessionDep, password_change_due
 from ..schemas import LoginRequest, MeOut, PasswordChange, TokenResponse, UserOut
-from ..security import create_token, dummy_hash, verify_password
+from ..security import create_token
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 

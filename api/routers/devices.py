@@ -217,9 +217,9 @@ def patch_channel(
     for name, value in changes.items():
         setattr(channel, name, value)
     session.commit()  # before the event: listeners (the recorder) re-read the channel
-    if analysis is not None and services.analyzers is not None:
+    if analysis is not None and services.analysis is not None:
         camera = camera_ref(channel)
-        from_thread.run(services.analyzers.configure, camera, profile, analysis)
+        from_thread.run(services.analysis.apply, camera, profile, analysis)
     from_thread.run_sync(
         lambda: services.events.publish(
             "channel.updated", device_id=device_id, channel_id=channel_id, fields=sorted(changes)

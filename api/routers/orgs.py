@@ -7,11 +7,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from storage.accounts import revoke_tokens, set_password, unlock
 from storage.models import Organisation, Role, User
+from storage.org_tree import OrgTreeError, create_org
 from vms.logging import get_logger
 from vms.uplink.identity import SITE_KINDS, unreportable_cameras
 
-from ..accounts import checked_password, revoke_tokens, set_password, unlock
+from ..accounts import checked_password
 from ..deps import (
     ADMIN,
     HUMANS,
@@ -22,7 +24,6 @@ from ..deps import (
     require_roles,
     visible_org,
 )
-from ..orgs import OrgTreeError, create_org
 from ..schemas import (
     MachineTokenIn,
     OrgIn,

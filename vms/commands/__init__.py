@@ -7,4 +7,5 @@ COMMAND_MODULES = [
     "vms.commands.eval",
     "vms.commands.sim_device",
     "vms.commands.sim_sensors",
+    "vms.commands.cluster",
 ]

@@ -61,8 +61,8 @@ def cmd_verify_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_create_user(args: argparse.Namespace) -> int:
-    from api.accounts import set_password, unlock
-    from api.security import password_problem
+    from storage.accounts import set_password, unlock
+    from storage.passwords import password_problem
 
     settings = load_settings()
     if args.password_env:

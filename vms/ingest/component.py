@@ -38,7 +38,7 @@ class IngestComponent:
 
 
 def ingest_factory(services: Services) -> IngestComponent | None:
-    """Factory for ``vms.app.component_factories()``; None when ``ingest.enabled`` is off."""
+    """Factory for ``vms.components``; None when ``ingest.enabled`` is off."""
     if not services.settings.ingest.enabled:
         return None
     return IngestComponent(services)

@@ -186,8 +186,8 @@ class LiveService:
     def _check_codec(self, channel: ChannelRef) -> None:
         """Refuse early when the hub already knows the camera sends H.265 (no browser plays it
         over WebRTC, and we do not transcode)."""
-        stats = getattr(self.services.media, "stats", None)
-        info = stats(channel) if callable(stats) else None
+        media = self.services.media
+        info = None if media is None else media.stats(channel)
         if isinstance(info, dict) and info.get("codec") == Codec.h265:
             raise LiveError(415, "this camera sends H.265, which browsers cannot play over WebRTC")
 
@@ -208,10 +208,10 @@ class LiveService:
         if now - self._last_keyframe_request.get(channel, 0.0) < KEYFRAME_REQUEST_MIN_INTERVAL_S:
             return
         self._last_keyframe_request[channel] = now
-        request = getattr(self.services.media, "request_keyframe", None)
-        if callable(request):
+        media = self.services.media
+        if media is not None:
             try:
-                request(channel)
+                media.request_keyframe(channel)
             except Exception as exc:  # noqa: BLE001 - a keyframe wish must never break a peer
                 log.warning("keyframe request failed", channel=str(channel), error=repr(exc))
 

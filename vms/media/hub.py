@@ -78,6 +78,7 @@ class StreamHub:
 
     async def start(self) -> None:
         self.services.media = self
+        self.services.frames = self  # the analyzers' frames too, in the node that pulls them
         self._listen_sip()
         self._ticker_task = asyncio.get_running_loop().create_task(
             self._ticker(), name="media-ticker"
@@ -182,11 +183,12 @@ class StreamHub:
         Best effort and non-blocking; False when there is no live pull to ask for.
         """
         stream = self._live.get(channel)
-        control = getattr(self.services.sip, "device_control", None)
-        if stream is None or not callable(control):
+        sip = self.services.sip
+        if stream is None or sip is None:
             return False
         task = asyncio.get_running_loop().create_task(
-            self._iframe(control, channel.device_id, channel.channel_id), name="media-iframe"
+            self._iframe(sip.device_control, channel.device_id, channel.channel_id),
+            name="media-iframe",
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -525,5 +527,5 @@ def _check_ref(channel: object) -> None:
 
 
 def create_hub(services: Services) -> StreamHub:
-    """Component factory for ``vms.app.component_factories``."""
+    """Component factory for ``vms.components``."""
     return StreamHub(services)

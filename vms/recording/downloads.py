@@ -247,5 +247,5 @@ class Downloads:
 
 
 def create_downloads(services: Services) -> Downloads:
-    """Component factory for ``vms.app.component_factories`` (after the media hub)."""
+    """Component factory for ``vms.components`` (after the media hub)."""
     return Downloads(services)

@@ -293,5 +293,5 @@ class PlaybackSessions:
 
 
 def create_playback_sessions(services: Services) -> PlaybackSessions:
-    """Component factory for ``vms.app.component_factories`` (after the media hub)."""
+    """Component factory for ``vms.components`` (after the media hub)."""
     return PlaybackSessions(services)

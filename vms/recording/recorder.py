@@ -317,6 +317,9 @@ class Recorder:
         so the refresh loop wakes exactly then.
         """
         eligible = await self.services.db.run(self.eligible_channels)
+        placement = self.services.placement
+        if placement is not None:  # a media node of a cluster records the cameras it holds
+            eligible = {c: raw for c, raw in eligible.items() if placement.holds("media", c)}
         now = self.clock()
         wanted: set[ChannelRef] = set()
         off: dict[ChannelRef, datetime] = {}  # eligible, outside its windows → next window start
@@ -337,6 +340,10 @@ class Recorder:
             for channel in sorted(set(self.channels) - wanted):
                 await self.stop_channel(channel)
             await self._mark_schedule_gaps(off, now)
+
+    def wake(self) -> None:
+        """Refresh now (this node's cameras changed), not at the next interval."""
+        self._refresh.set()
 
     async def _mark_schedule_gaps(self, off: dict[ChannelRef, datetime], now: datetime) -> None:
         """Index time outside the windows as gaps with reason "schedule" (not errors)."""

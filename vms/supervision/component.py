@@ -22,7 +22,7 @@ class SupervisionComponent:
 
 
 def supervision_factory(services: Services) -> SupervisionComponent | None:
-    """Factory for ``vms.app.component_factories()``; None when ``supervision.enabled`` is off."""
+    """Factory for ``vms.components``; None when ``supervision.enabled`` is off."""
     if not services.settings.supervision.enabled:
         return None
     return SupervisionComponent(services)

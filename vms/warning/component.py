@@ -75,7 +75,7 @@ class WarningComponent:
 
 
 def warning_factory(services: Services) -> WarningComponent | None:
-    """Factory for ``vms.app.component_factories()``; None when ``warning.enabled`` is off."""
+    """Factory for ``vms.components``; None when ``warning.enabled`` is off."""
     if not services.settings.warning.enabled:
         return None
     return WarningComponent(services)

@@ -1,4 +1,4 @@
-// UI language: 双语 (both, the default), 中文 (Chinese only) or EN (English only).  The modules
+// UI language: 中文 (Chinese only, the default), EN (English only) or 双语 (both).  The modules
 // write every label bilingual in one string, Chinese first: "报警 Alarms", "分屏 Layout:",
 // "全屏 Full screen (双击 double click)".  In zh or en mode this module rewrites those strings
 // in text nodes and in the title / placeholder / aria-label attributes to the one language,
@@ -7,9 +7,12 @@
 // attributes) so 双语 puts it back.  Never touched: form values, <script>/<style>/<textarea>,
 // anything inside data-i18n="off" (camera, device and organisation names are data), and the
 // attributes an element names in data-i18n-keep="title ...".  The choice is the browser's
-// (localStorage), not the user's.
+// (localStorage), not the user's; a browser that has none gets 中文.  A few strings the
+// server or a view writes in Chinese only (the alarm type names of the code tables, "4 画面")
+// get their English from GLOSSARY / TILES below in EN.
 const STORE_KEY = "vms.lang";
 export const MODES = ["zh", "en", "bi"];
+export const DEFAULT_MODE = "zh";
 const ATTRS = ["title", "placeholder", "aria-label"];
 const SKIP_TAGS = new Set(["SCRIPT", "STYLE", "TEXTAREA", "NOSCRIPT"]);
 
@@ -145,9 +148,40 @@ export function pick(text, mode) {
   return lead + out.join("").trim() + trail;
 }
 
+// Chinese-only names → English, for EN: the alarm types of the two code tables
+// (analyzers/catalog.py name_zh → name_en; the API's type_name is the Chinese name).
+const GLOSSARY = {
+  "明火": "open flame / fire",
+  "烟雾": "smoke",
+  "翻越围栏": "climbing over a fence",
+  "区域入侵": "area intrusion",
+  "人员离岗": "person off post",
+  "人员聚集": "people gathering",
+  "打电话": "making a phone call",
+  "抽烟": "smoking",
+  "未佩戴安全帽": "no safety helmet",
+  "未穿着工作服": "not wearing work clothes",
+  "灭火器未摆放在作业区域": "fire extinguisher not in the work area",
+  "静电释放时间未达到规定时长开始进行卸油作业": "unloading started before the static-discharge time was reached",
+};
+const esc = w => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+// A glossary name as a whole word: not inside a longer Chinese phrase.
+const NAMES = new RegExp(`(?<![\u3400-\u9fff])(${Object.keys(GLOSSARY).sort((a, b) => b.length - a.length).map(esc).join("|")})(?![\u3400-\u9fff])`, "g");
+// The live wall's layout buttons: "4 画面" → "4 tiles".
+const TILES = /^(\s*)(\d+) 画面(\s*)$/;
+
+// The string as shown in a mode: pick's split, and in EN the glossary for what stays Chinese.
+export function translate(text, mode) {
+  const out = pick(text, mode);
+  if (mode !== "en" || !IDEOGRAPH.test(out)) return out;
+  const tiles = out.match(TILES);
+  if (tiles) return `${tiles[1]}${tiles[2]} ${tiles[2] === "1" ? "tile" : "tiles"}${tiles[3]}`;
+  return out.replace(NAMES, w => GLOSSARY[w]);
+}
+
 // --- the page ------------------------------------------------------------------------------
 
-let mode = "bi";
+let mode = DEFAULT_MODE;
 let observer = null;
 let touched = false; // anything rewritten yet: until then 双语 needs no observer
 const texts = new WeakMap(); // text node → {orig, shown}
@@ -172,9 +206,10 @@ function doText(node, checked = false) {
     if (node.data === seen.shown) orig = seen.orig;
     else texts.delete(node); // the module wrote a new string
   }
-  if (!seen && (!IDEOGRAPH.test(orig) || !LATIN.test(orig))) return; // cheap: fps, numbers
+  // cheap: fps, numbers; Chinese only needs a look in EN (the glossary)
+  if (!seen && (!IDEOGRAPH.test(orig) || (!LATIN.test(orig) && mode !== "en"))) return;
   if (!node.parentElement || (!checked && skipped(node.parentElement))) return;
-  const want = pick(orig, mode);
+  const want = translate(orig, mode);
   if (want === orig && !seen) return;
   if (want !== node.data) { node.data = want; touched = true; }
   if (want === orig) texts.delete(node);
@@ -188,7 +223,7 @@ function ours(el, name, value) {
   if (stored == null || value == null) return false;
   const shown = shownAttr.get(el);
   if (shown && name in shown) return value === shown[name];
-  return value === pick(stored, "zh") || value === pick(stored, "en");
+  return value === translate(stored, "zh") || value === translate(stored, "en");
 }
 
 function doAttr(el, name) {
@@ -203,7 +238,7 @@ function doAttr(el, name) {
   }
   if (orig == null) return;
   const keep = el.dataset.i18nKeep;
-  const want = keep && keep.split(/\s+/).includes(name) ? orig : pick(orig, mode);
+  const want = keep && keep.split(/\s+/).includes(name) ? orig : translate(orig, mode);
   if (want !== value) { el.setAttribute(name, want); touched = true; }
   if (want === orig) {
     el.removeAttribute(key);
@@ -268,7 +303,7 @@ function restore() {
 }
 
 export function setMode(next, remember = true) {
-  if (!MODES.includes(next)) next = "bi";
+  if (!MODES.includes(next)) next = DEFAULT_MODE;
   mode = next;
   if (remember) try { localStorage.setItem(STORE_KEY, next); } catch (_) { /* private mode: this page only */ }
   document.documentElement.lang = next === "en" ? "en" : "zh-CN";
@@ -288,8 +323,8 @@ export function setMode(next, remember = true) {
 
 // The saved mode, applied to the page; the header's buttons switch it.
 export function startI18n() {
-  let saved = "bi";
-  try { saved = localStorage.getItem(STORE_KEY) || "bi"; } catch (_) { /* none saved */ }
+  let saved = DEFAULT_MODE;
+  try { saved = localStorage.getItem(STORE_KEY) || DEFAULT_MODE; } catch (_) { /* none saved: 中文 */ }
   document.querySelectorAll("[data-lang-choice]").forEach(b => b.addEventListener("click", () => setMode(b.dataset.langChoice)));
   setMode(saved, false);
 }
