@@ -7,6 +7,7 @@ take its secrets only from ``docker/.env`` (git-ignored; ``.env.example`` docume
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -127,3 +128,41 @@ def test_dockerfile(compose: dict[str, Any]) -> None:
     assert '"vms"]' in text and 'CMD ["serve"]' in text
     ignore = (DOCKER / "Dockerfile.dockerignore").read_text().split()
     assert {".venv", "var", ".git"} <= set(ignore)
+
+
+def test_cluster_compose_runs_each_role_on_the_shared_engines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster = yaml.safe_load((DOCKER / "compose.cluster.yml").read_text())
+    services = cluster["services"]
+    assert {"control", "media-1", "media-2", "analyzer", "nats", "postgres", "minio"} <= set(
+        services
+    )
+    example = _env_example()
+    roles = {}
+    for name in ("control", "media-1", "media-2", "analyzer"):
+        env = {k: _interpolate(str(v), example) for k, v in services[name]["environment"].items()}
+        for key in list(os.environ):
+            if key.startswith("VMS_"):
+                monkeypatch.delenv(key)
+        for key, value in env.items():  # every variable a real setting, the set valid
+            monkeypatch.setenv(key, value)
+        settings = load_settings()
+        roles[name] = settings.cluster.role
+        assert settings.cluster.nats_url == "nats://nats:4222"
+        assert settings.objects.backend == "s3" and "@postgres:5432/vms" in settings.database_url
+        for key, value in services[name]["environment"].items():
+            if any(s in key for s in ("PASSWORD", "SECRET", "ACCESS_KEY")):
+                assert VAR.search(str(value)), f"{name}.{key} is a literal secret"
+    assert roles == {
+        "control": "control",
+        "media-1": "media",
+        "media-2": "media",
+        "analyzer": "analyzer",
+    }
+    ranges = [
+        (services[m]["environment"]["VMS_MEDIA__RTP_PORT_MIN"], m) for m in ("media-1", "media-2")
+    ]
+    assert len({r for r, _ in ranges}) == 2  # the media nodes' RTP ranges do not overlap
+    conf = (DOCKER / "nats.conf").read_text()
+    assert "jetstream" in conf and "max_payload: 8MB" in conf

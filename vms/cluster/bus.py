@@ -130,7 +130,9 @@ class Bus:
             if msg.reply:
                 await msg.respond(dumps(reply))
 
-        return await self.client.subscribe(subject, queue=queue, cb=on_msg)
+        sub = await self.client.subscribe(subject, queue=queue, cb=on_msg)
+        await self.client.flush()  # the server knows of us before anyone asks
+        return sub
 
     async def listen(
         self, subject: str, handler: Callable[[Any], Awaitable[None] | None]

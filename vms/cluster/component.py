@@ -14,6 +14,7 @@ import contextlib
 import os
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -36,6 +37,10 @@ from vms.services import Services
 from vms.tasks import cancel_task
 
 log = get_logger("vms.cluster")
+
+# events after which the cameras to pull or analyse may differ (device online/offline, a
+# catalog, a camera's settings)
+WANTED_CHANGES = ("device.", "catalog", "channel.")
 
 
 def node_name(services: Services) -> str:
@@ -93,10 +98,13 @@ class Placement:
 class EventBridge:
     """This node's events to the others, and theirs into this node's event bus."""
 
-    def __init__(self, bus: Bus, services: Services, node: str) -> None:
+    def __init__(
+        self, bus: Bus, services: Services, node: str, on_remote: Callable[[str], None]
+    ) -> None:
         self.bus = bus
         self.services = services
         self.node = node
+        self.on_remote = on_remote  # told the kind of each event from another node
         self._received: deque[int] = deque(maxlen=256)  # ids of events we republished
         self._task: asyncio.Task[None] | None = None
 
@@ -121,8 +129,10 @@ class EventBridge:
         if not isinstance(value, dict) or value.get("node") == self.node:
             return
         data = value.get("data") if isinstance(value.get("data"), dict) else {}
-        event = self.services.events.publish(str(value.get("kind")), **data)
+        kind = str(value.get("kind"))
+        event = self.services.events.publish(kind, **data)
         self._received.append(id(event))
+        self.on_remote(kind)
 
     async def stop(self) -> None:
         await cancel_task(self._task)
@@ -143,7 +153,7 @@ class ClusterNode:
         self.bus = Bus(c.nats_url, self.node)
         self.registry = Registry(services.db, self.node, self.role, host, c.lease_ttl_s)
         self.placement = Placement()
-        self.events = EventBridge(self.bus, services, self.node)
+        self.events = EventBridge(self.bus, services, self.node, self._event)
         self.gateway: SipGateway | None = None
         self.consumer: AlarmConsumer | None = None
         self.sink: BusAlarmSink | None = None
@@ -206,6 +216,11 @@ class ClusterNode:
                 await part.stop()
         await self.events.stop()
         await self.bus.close()
+
+    def _event(self, kind: str) -> None:
+        if kind.startswith(WANTED_CHANGES):
+            for keeper in self.placement.keepers.values():
+                keeper.invalidate()
 
     # --- every heartbeat -----------------------------------------------------------
 

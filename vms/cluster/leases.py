@@ -4,7 +4,10 @@ Each round (one heartbeat) a node renews what it holds, lets go of cameras no lo
 and of those above its fair share (so a node that joins gets work), and claims free or
 expired leases up to its share.  It prefers the cameras that rank highest for it by
 rendezvous hashing, so nodes claiming at once reach for different cameras, and a camera
-returns to the same node when the set of nodes comes back to what it was.
+returns to the same node when the set of nodes comes back to what it was.  What is wanted
+(which cameras to pull or analyse: a read of every camera row) is read every few rounds or when
+an event says it changed; the leases themselves are read every round, so a dead node's cameras
+move within one heartbeat of its lease running out.
 """
 
 from __future__ import annotations
@@ -74,8 +77,12 @@ class LeaseKeeper:
         role: str,
         wanted: Callable[[Session], list[ChannelRef]],
         changed: Changed,
+        wanted_every: int = 5,
     ) -> None:
         self.registry = registry
+        self.wanted_every = wanted_every  # rounds between reads of what is wanted
+        self._wanted: list[ChannelRef] | None = None
+        self._wanted_age = 0
         self.kind = kind
         self.role = role
         self.wanted = wanted
@@ -86,7 +93,10 @@ class LeaseKeeper:
     def _round(self, s: Session) -> tuple[set[ChannelRef], set[ChannelRef]]:
         reg = self.registry
         held = reg.renew(s, self.kind)
-        wanted = self.wanted(s)
+        if self._wanted is None or self._wanted_age >= self.wanted_every:
+            self._wanted, self._wanted_age = self.wanted(s), 0
+        self._wanted_age += 1
+        wanted = self._wanted
         release, claim = plan(
             reg.name, reg.alive(s, self.role), wanted, reg.leases(s, self.kind), held
         )
@@ -114,6 +124,11 @@ class LeaseKeeper:
                 held=len(held),
             )
             await self.changed(gained, lost)
+
+    def invalidate(self) -> None:
+        """What is wanted may have changed (a device came or went, a camera's settings):
+        read it again at the next round instead of up to ``wanted_every`` rounds later."""
+        self._wanted = None
 
     async def drop_all(self) -> None:
         """This node stops: its cameras are let go (the lease rows go in ``Registry.leave``)."""
