@@ -1,10 +1,10 @@
 """Cluster state (issue 14): the nodes alive, and which node holds which camera.
 
 A node writes its row every heartbeat; a row older than the lease TTL is a dead node.  A camera
-lease row says which node pulls a camera (``kind`` "media") or analyses it ("analysis") until
-``expires_at``; the holder renews it every heartbeat, and a lease that ran out may be taken by
-another node of that kind.  Times come from the database's clock on PostgreSQL, so hosts with
-skewed clocks still agree on who is alive.
+lease row says which node pulls a camera (``kind`` "media") or analyses it ("analysis"); it is
+valid while that node's heartbeat is, so renewing costs one row per node, and the lease of a
+dead node may be taken by another node of that kind.  Times come from the database's clock
+on PostgreSQL, so hosts with skewed clocks still agree on who is alive.
 """
 
 from __future__ import annotations
@@ -35,6 +35,5 @@ class CameraLease(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "media" | "analysis"
     device_id: Mapped[str] = mapped_column(String(20), primary_key=True)
     channel_id: Mapped[str] = mapped_column(String(20), primary_key=True)
-    node: Mapped[str] = mapped_column(String(64), index=True)
-    expires_at: Mapped[datetime]
+    node: Mapped[str] = mapped_column(String(64), index=True)  # valid while it heartbeats
     since: Mapped[datetime]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from storage.cluster_models import CameraLease, ClusterNode
 from storage.models import Device, Organisation, OutboxItem, OutboxState, Role, User
 from storage.passwords import hash_password
 from vms.config import SipUpstreamSettings, UplinkReceiver
@@ -273,6 +275,23 @@ def test_admin_manages_users_sees_the_outbox_and_refreshes_a_catalog(
     screenshot(driver, "admin-view", tmp_path)
     js(driver, "document.getElementById('superiors').scrollIntoView()")
     screenshot(driver, "admin-receivers", tmp_path)
+    # the cluster panel: one node says so; a media node's row (as a scaled-out node writes
+    # it) shows with its cameras after a refresh
+    summary = driver.find_element(By.CSS_SELECTOR, ".cluster-summary").text
+    assert "单节点 all-in-one" in summary and "unplaced" in summary
+    now = datetime.now(UTC)
+    with node.services.db.session() as s:
+        s.add(ClusterNode(name="media-9", role="media", host="10.0.0.9", started_at=now,
+                          heartbeat_at=now, load={"streams": 1}))  # fmt: skip
+        s.add(CameraLease(kind="media", device_id=DEVICE_ID, channel_id=CHANNEL_ID,
+                          node="media-9", since=now))  # fmt: skip
+    driver.find_element(By.CSS_SELECTOR, "button.admin-refresh").click()
+    media_row = wait_for(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, '#cluster-nodes tr[data-node="media-9"]'),
+        "the media node in the cluster panel",
+    )[0]
+    assert "在线 alive" in media_row.text and "media 1" in media_row.text, media_row.text
     # the superior's channels: all at first; one chosen in the dialog, stored as chosen
     assert selection(node)["all_channels"] is True
     dialog = open_selection(driver)

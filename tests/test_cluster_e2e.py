@@ -10,6 +10,7 @@ SIGKILLed analyzer host's cameras are analysed by the other, and no alarm is los
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -17,15 +18,17 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
 from simdevice.nvr import NvrConfig, SimulatedNvr
 from sip.channel_ref import ChannelRef
-from storage.cluster_models import CameraLease
+from storage.cluster_models import CameraLease, ClusterNode
 from storage.db import Database
-from storage.models import Alarm, Channel, Device, OrgKind, RecordingSegment
+from storage.models import Alarm, Channel, Device, OrgKind, RecordingSegment, Role, User
 from storage.org_tree import create_org
+from storage.passwords import hash_password
 from vms.recording.index import holes, merge_ranges, rows_between
 
 from . import s3server
@@ -42,6 +45,7 @@ YARD_NVR = "37010200001180000002"
 PLAIN_CAMERAS = [f"{ENTERPRISE}0132{n:07d}" for n in range(1, 39)]  # 38 recorded only
 YARD_CAMERAS = [f"{ENTERPRISE}0132{n:07d}" for n in range(101, 103)]  # 2 recorded + analysed
 PASSWORD = "cluster-nvr-pass-1"
+OPERATOR_PASSWORD = "cluster-operator-pass-1"
 MEDIA_PORTS = {"media-1": (34000, 34499), "media-2": (34500, 34999)}
 FAILOVER_S = 15
 
@@ -100,16 +104,24 @@ def seed(db: Database) -> None:
         county = create_org(s, "历下区", OrgKind.county, city, "370102")
         site = create_org(s, "示例化工", OrgKind.enterprise, county, ENTERPRISE)
         for device_id in (PLAIN_NVR, YARD_NVR):
-            s.add(
-                Device(device_id=device_id, name=device_id, org_id=site.id, sip_password=PASSWORD)
+            s.add(Device(device_id=device_id, name="NVR", org_id=site.id, sip_password=PASSWORD))
+        s.add(
+            User(
+                username="operator",
+                password_hash=hash_password(OPERATOR_PASSWORD),
+                role=Role.operator,
+                org_id=county.id,
             )
+        )
 
 
 def leases(db: Database, kind: str) -> dict[str, str]:
-    now = datetime.now(UTC)
+    """Camera → node, for the leases of live nodes."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=3)
     with db.session() as s:
+        live = set(s.scalars(select(ClusterNode.name).where(ClusterNode.heartbeat_at > cutoff)))
         rows = s.scalars(select(CameraLease).where(CameraLease.kind == kind)).all()
-        return {r.channel_id: r.node for r in rows if r.expires_at > now}
+        return {r.channel_id: r.node for r in rows if r.node in live}
 
 
 async def alarm_queue_empty(url: str) -> bool:
@@ -125,6 +137,54 @@ async def alarm_queue_empty(url: str) -> bool:
         return False
     finally:
         await nc.close()
+
+
+async def watch_through_control(
+    control: Node, by_name: dict[str, Node], db: Database, spread: dict[str, str]
+) -> None:
+    """Offer at the control node's API; the answer (and the frames) come from the media node
+    that pulls the camera."""
+    from aiortc import RTCSessionDescription
+
+    from .live_media import make_offer
+
+    camera = PLAIN_CAMERAS[0]
+    holder = spread[camera]
+    frames: list = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{control.http_port}") as client:
+        r = await client.post(
+            "/api/auth/login", json={"username": "operator", "password": OPERATOR_PASSWORD}
+        )
+        assert r.status_code == 200, r.text
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        pc = await make_offer()
+
+        @pc.on("track")
+        def _on_track(track) -> None:
+            async def read() -> None:
+                with contextlib.suppress(Exception):
+                    while True:
+                        frames.append(await track.recv())
+
+            asyncio.ensure_future(read())
+
+        r = await client.post(
+            f"/api/live/{camera}/offer", json={"sdp": pc.localDescription.sdp}, headers=headers
+        )
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        try:
+            async with asyncio.timeout(20):
+                while len(frames) < 10:
+                    await asyncio.sleep(0.05)
+        finally:
+            r = await client.delete(f"/api/live/sessions/{answer['session_id']}", headers=headers)
+            await pc.close()
+        assert r.status_code == 204, r.text
+    assert frames[-1].width > 0
+    log = by_name[holder].log_tail(200_000)
+    assert answer["session_id"] in log, f"the session ran on {holder}, the camera's media node"
 
 
 def alarms(db: Database) -> list[Alarm]:
@@ -230,6 +290,9 @@ async def test_cluster_failover(tmp_path: Path, postgres_url: str) -> None:
             "an alarm from each analysed camera",
             nodes,
         )
+
+        # --- a browser's live view through the control node, video from the media node -----
+        await watch_through_control(by_name["control"], by_name, db, streaming(nvrs))
 
         # --- SIGKILL a media node --------------------------------------------------------
         victim = "media-1"

@@ -20,7 +20,7 @@ from sip.media_api import (
     PlayRequest,
     PlaySession,
 )
-from storage.cluster_models import CameraLease
+from storage.cluster_models import ClusterNode
 from storage.db import Database
 from vms.cluster.alarm_bus import decode_event, encode_event
 from vms.cluster.leases import plan
@@ -120,12 +120,22 @@ def test_a_lease_has_one_holder_until_it_runs_out(lease_db: Database) -> None:
         assert not b.claim(s, "media", cam)  # a valid lease of another node
         assert a.renew(s, "media") == {cam} and b.renew(s, "media") == set()
         assert a.claim(s, "analysis", cam) is not False  # kinds are separate leases
-    with lease_db.session() as s:  # a stops renewing: the lease runs out
-        s.execute(update(CameraLease).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    with lease_db.session() as s:  # a stops beating: its leases are free
+        s.execute(
+            update(ClusterNode)
+            .where(ClusterNode.name == "a")
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(seconds=10))
+        )
     with lease_db.session() as s:
+        assert b.leases(s, "media")[cam] == ("a", False)
         assert b.claim(s, "media", cam)
         assert a.renew(s, "media") == set()
         assert b.leases(s, "media")[cam] == ("b", True)
+    with lease_db.session() as s:  # a comes back: its first beat forgets its old leases
+        a2 = Registry(lease_db, "a", "media", "10.0.0.1", 3)
+        a2.heartbeat(s, {})
+    with lease_db.session() as s:
+        assert a2.renew(s, "analysis") == set()
     with lease_db.session() as s:
         b.leave(s)
     with lease_db.session() as s:

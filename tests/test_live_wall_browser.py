@@ -149,6 +149,18 @@ dst.dispatchEvent(new DragEvent('drop', {bubbles: true, cancelable: true, dataTr
 return over.defaultPrevented;
 """
 
+SWAP = """
+const [from, to] = arguments;
+const src = document.querySelector(`#wall .tile[data-index="${from}"] .tile-body`);
+const dst = document.querySelector(`#wall .tile[data-index="${to}"]`);
+const dt = new DataTransfer();
+src.dispatchEvent(new DragEvent('dragstart', {bubbles: true, cancelable: true, dataTransfer: dt}));
+const over = new DragEvent('dragover', {bubbles: true, cancelable: true, dataTransfer: dt});
+dst.dispatchEvent(over);
+dst.dispatchEvent(new DragEvent('drop', {bubbles: true, cancelable: true, dataTransfer: dt}));
+return over.defaultPrevented;
+"""
+
 TILES = """
 return [...document.querySelectorAll('#wall .tile')].map(t => ({
   camera: t.querySelector('select').value, health: t.dataset.health,
@@ -211,6 +223,12 @@ def test_a_named_wall_is_saved_reloaded_and_plays(
     )
     for i, key in enumerate(four[1:], start=1):  # the others dragged from the channel tree
         assert driver.execute_script(DROP, key, i), "the tile accepts a dragged camera"
+    assert [t["camera"] for t in driver.execute_script(TILES)] == four
+    # a tile dragged onto another: the two trade cameras (and back)
+    assert driver.execute_script(SWAP, 0, 2), "a tile accepts another tile"
+    swapped = [four[2], four[1], four[0], four[3]]
+    assert [t["camera"] for t in driver.execute_script(TILES)] == swapped
+    assert driver.execute_script(SWAP, 2, 0)
     assert [t["camera"] for t in driver.execute_script(TILES)] == four
 
     driver.find_element(By.ID, "wall-name").send_keys("值班墙 Duty")

@@ -247,6 +247,7 @@ def test_warning_opens_its_camera_on_the_wall_within_2_s(
         lambda d: d.find_element(By.ID, "push-status").get_attribute("data-state") == "open",
         "the push channel",
     )
+    driver.find_element(By.ID, "push-status").click()  # a gesture: the browser allows sound
     tile = '.tile[data-index="0"]'
     assert driver.execute_script(f"return document.querySelector('{tile} select').value") == ""
     sent = time.monotonic()
@@ -274,6 +275,8 @@ def test_warning_opens_its_camera_on_the_wall_within_2_s(
         "the warning in the alarm panel",
     )[0]
     assert "GT-101" in toast.text
+    # a red warning sounds like the most urgent alarm
+    wait_for(driver, lambda d: d.execute_script("return window.__alarmSounds || 0") >= 1, "sound")
     # The camera plays (the node feeds its frames) and its snapshot reaches the pop-up.
     wait_for(
         driver,

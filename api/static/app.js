@@ -78,6 +78,7 @@ push.on(msg => {
   if (kind === "warning.opened" || kind === "warning.escalated") {
     if (wall) wall.warningRaised(warningCameras(data), data.level, data.warning_id);
     warningToast(push, data, kind, actions);
+    notifier.warning(data.level, current === "warnings");
   } else if (kind === "warning.updated" && data.snapshot_url) warningSnapshot(push, data);
   else if (wall && kind === "warning.downgraded") wall.warningChanged(data.warning_id, data.level);
   else if (wall && (kind === "warning.cleared" || data.handling === "closed")) wall.warningChanged(data.warning_id, "");

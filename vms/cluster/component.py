@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,7 @@ from vms.cluster.bus import Bus
 from vms.cluster.frames import BusFrames, FramePublisher
 from vms.cluster.leases import LeaseKeeper
 from vms.cluster.registry import Registry
+from vms.cluster.remote_live import LiveGateway, RemoteLive
 from vms.cluster.remote_sip import RemoteSip, SipGateway
 from vms.events import Event
 from vms.logging import get_logger
@@ -159,8 +161,10 @@ class ClusterNode:
         self.sink: BusAlarmSink | None = None
         self.publisher: FramePublisher | None = None
         self.remote_sip: RemoteSip | None = None
+        self.live_gateway: LiveGateway | None = None
         self._loop: asyncio.Task[None] | None = None
         self.rounds = 0
+        self._beat_ok = time.monotonic()  # the last heartbeat the database took
 
     # --- start/stop ----------------------------------------------------------------
 
@@ -177,6 +181,8 @@ class ClusterNode:
             self.consumer = AlarmConsumer(self.bus, s.alarms)
             await self.consumer.start()
             s.analysis = RemoteAnalysis(self.bus)
+            if s.live is None:  # viewers' offers go to the camera's media node
+                s.live = RemoteLive(self.bus, self.registry)  # type: ignore[assignment]
         elif self.role == "media":
             self.remote_sip = RemoteSip(
                 self.bus,
@@ -231,16 +237,33 @@ class ClusterNode:
                 await self.round()
             except Exception as exc:  # noqa: BLE001 - the database may be away: next round
                 log.warning("cluster round failed", error=repr(exc))
+                await self._fence()
             await asyncio.sleep(every)
+
+    async def _fence(self) -> None:
+        """No heartbeat for a lease TTL: the others count this node dead and take its
+        cameras, so it lets them go too (no camera pulled or analysed twice)."""
+        silent = time.monotonic() - self._beat_ok
+        if silent < self.settings.lease_ttl_s or not any(
+            k.held for k in self.placement.keepers.values()
+        ):
+            return
+        log.error("no heartbeat for a lease TTL: cameras let go", silent_s=round(silent, 1))
+        for keeper in self.placement.keepers.values():
+            await keeper.drop_all()
 
     async def round(self) -> None:
         await self.services.db.run(lambda s: self.registry.heartbeat(s, self.load()))
+        self._beat_ok = time.monotonic()
         if self.rounds > 0:  # the first round only announces us: we see the others first
             for keeper in self.placement.keepers.values():
                 await keeper.round()
         self.rounds += 1
         if self.role == "media":
             await self._sync_publisher()
+            if self.live_gateway is None and self.services.live is not None:
+                self.live_gateway = LiveGateway(self.bus, self.node, self.services.live)
+                await self.live_gateway.start()
         if self.gateway is not None:
             alive = set(await self.services.db.run(lambda s: self.registry.alive(s, "media")))
             await self.gateway.forget_nodes(alive)

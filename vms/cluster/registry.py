@@ -1,8 +1,10 @@
 """Node rows and camera leases in the shared database (``storage.cluster_models``).
 
-Every call is one short transaction, run off the loop (``Database.run``).  Claims are
-conditional writes — an UPDATE of a lease that ran out, or an INSERT that fails on the
-primary key — so two nodes claiming the same camera at once cannot both win.
+Every call is one short transaction, run off the loop (``Database.run``).  A camera's lease is
+valid while its holder's heartbeat is (within ``lease_ttl_s``): a heartbeat renews every
+lease of the node in one row write, whatever the number of cameras.  Claims are conditional
+writes — an UPDATE that requires the holder to be dead, or an INSERT that fails on the primary
+key — so two nodes claiming the same camera at once cannot both win.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class Registry:
     def heartbeat(self, s: Session, load: dict[str, Any]) -> datetime:
         now = db_now(s)
         node = s.get(ClusterNode, self.name)
+        if self.started_at is None:  # this process's first beat: nothing is pulled yet
+            s.execute(delete(CameraLease).where(CameraLease.node == self.name))
         if node is None:
             self.started_at = now
             s.add(
@@ -122,42 +126,35 @@ class Registry:
 
     # --- leases -----------------------------------------------------------------------
 
+    def _live_names(self, s: Session) -> Any:
+        cutoff = db_now(s) - self.ttl
+        return select(ClusterNode.name).where(ClusterNode.heartbeat_at > cutoff)
+
     def leases(self, s: Session, kind: str) -> dict[ChannelRef, tuple[str, bool]]:
-        """Every lease of the kind → (holder, still valid)."""
-        now = db_now(s)
+        """Every lease of the kind → (holder, holder alive)."""
+        live = set(s.scalars(self._live_names(s)))
         rows = s.execute(
-            select(
-                CameraLease.device_id,
-                CameraLease.channel_id,
-                CameraLease.node,
-                CameraLease.expires_at,
-            ).where(CameraLease.kind == kind)
+            select(CameraLease.device_id, CameraLease.channel_id, CameraLease.node).where(
+                CameraLease.kind == kind
+            )
         )
-        return {ChannelRef(d, c): (node, exp > now) for d, c, node, exp in rows}
+        return {ChannelRef(d, c): (node, node in live) for d, c, node in rows}
 
     def renew(self, s: Session, kind: str) -> set[ChannelRef]:
-        """Extend every lease this node holds of the kind; returns them."""
-        now = db_now(s)
-        s.execute(
-            update(CameraLease)
-            .where(
-                CameraLease.kind == kind,
-                CameraLease.node == self.name,
-                CameraLease.expires_at > now,
-            )
-            .values(expires_at=now + self.ttl)
-        )
+        """The leases this node holds of the kind.  Nothing to write: a lease is valid while
+        its holder's heartbeat is, so one row per node is renewed, not one per camera."""
         rows = s.execute(
             select(CameraLease.device_id, CameraLease.channel_id).where(
-                CameraLease.kind == kind,
-                CameraLease.node == self.name,
-                CameraLease.expires_at > now,
+                CameraLease.kind == kind, CameraLease.node == self.name
             )
         )
         return {ChannelRef(d, c) for d, c in rows}
 
     def claim(self, s: Session, kind: str, channel: ChannelRef) -> bool:
-        """Take the camera's lease if nobody holds a valid one; True if this node has it now."""
+        """Take the camera's lease if nobody alive holds it; True if this node has it now.
+
+        Taking over is an UPDATE conditional on the holder being dead in the same statement,
+        so of two nodes reaching for a dead node's camera at once only one succeeds."""
         now = db_now(s)
         taken = s.execute(
             update(CameraLease)
@@ -165,14 +162,15 @@ class Registry:
                 CameraLease.kind == kind,
                 CameraLease.device_id == channel.device_id,
                 CameraLease.channel_id == channel.channel_id,
-                CameraLease.expires_at <= now,
+                CameraLease.node.not_in(self._live_names(s)),
             )
-            .values(node=self.name, expires_at=now + self.ttl, since=now)
+            .values(node=self.name, since=now)
+            .execution_options(synchronize_session=False)
         )
         if taken.rowcount:  # type: ignore[attr-defined]
             return True
         if s.get(CameraLease, (kind, channel.device_id, channel.channel_id)) is not None:
-            return False  # a valid lease of another node (or already ours)
+            return False  # a live node's lease (or already ours)
         try:
             with s.begin_nested():
                 s.add(
@@ -181,7 +179,6 @@ class Registry:
                         device_id=channel.device_id,
                         channel_id=channel.channel_id,
                         node=self.name,
-                        expires_at=now + self.ttl,
                         since=now,
                     )
                 )

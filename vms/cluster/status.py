@@ -22,16 +22,11 @@ def cluster_status(s: Session, ttl_s: float) -> dict[str, Any]:
     nodes = list_nodes(s, timedelta(seconds=ttl_s))
     counts: dict[tuple[str, str], int] = {}
     valid: dict[str, set[tuple[str, str]]] = {}
-    for kind, device_id, channel_id, node, expires in s.execute(
-        select(
-            CameraLease.kind,
-            CameraLease.device_id,
-            CameraLease.channel_id,
-            CameraLease.node,
-            CameraLease.expires_at,
-        )
+    live = {n.name for n in nodes if n.alive}
+    for kind, device_id, channel_id, node in s.execute(
+        select(CameraLease.kind, CameraLease.device_id, CameraLease.channel_id, CameraLease.node)
     ):
-        if expires > now:
+        if node in live:
             counts[(node, kind)] = counts.get((node, kind), 0) + 1
             valid.setdefault(kind, set()).add((device_id, channel_id))
     from vms.cluster.component import analysis_wanted, media_wanted

@@ -1,4 +1,4 @@
-// New-alarm notification: a short beep pattern made with the Web Audio API (no audio file;
+// New-alarm (and new sensor warning) notification: a short beep pattern made with the Web Audio API (no audio file;
 // longer and louder for a higher level), the nav badge flashing and the document title
 // blinking "【新报警】" until the tab is focused again or the alarm view is opened.  The
 // sound can be muted from the header (remembered per user in localStorage).  Browsers allow
@@ -11,6 +11,11 @@ export function severity(level) {
   const n = Number(level);
   if (!Number.isFinite(n) || n <= 0) return 2;
   return n <= 1 ? 3 : n === 2 ? 2 : 1;
+}
+
+// A sensor warning's level as a priority: red the most urgent, blue the least.
+export function warningPriority(level) {
+  return { red: 1, orange: 2, yellow: 3, blue: 4 }[level] ?? 3;
 }
 
 const PATTERNS = { // [beeps, seconds each, gain, frequency]
@@ -80,6 +85,14 @@ export class AlarmNotifier {
       this.badge.classList.add("badge-flash");
     }
     if (!(viewingAlarms && document.hasFocus() && !document.hidden)) this.blink();
+  }
+
+  // A sensor warning opened or escalated: the same sound by its level and the title blink;
+  // the warnings badge (not the alarms one) says where it is.
+  warning(level, viewingWarnings) {
+    if (!this.user) return;
+    this.beep(severity(warningPriority(level)));
+    if (!(viewingWarnings && document.hasFocus() && !document.hidden)) this.blink();
   }
 
   beep(sev) {

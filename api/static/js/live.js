@@ -8,6 +8,8 @@ import { cameraLabel, cameraOptions, cameraPath, keyOf, loadCatalog, withDevice 
 import { LEVELS } from "./levels.js";
 import { PtzPanel, hasPtz } from "./ptz.js";
 import { DRAG_TYPE, channelTree, walls } from "./walls.js";
+
+const TILE_DRAG_TYPE = "application/x-vms-tile"; // a tile's index, dragged onto another tile
 import { LiveViewer } from "./webrtc.js";
 
 export const LAYOUTS = [1, 4, 9, 16, 25];
@@ -80,16 +82,30 @@ class Tile {
     this.el.addEventListener("dblclick", ev => {
       if (!ev.target.closest("select, button, input, .ptz-panel")) this.toggleFullscreen();
     });
-    // a camera dragged from the channel tree lands on this tile
+    // a camera dragged from the channel tree lands on this tile; a tile's picture dragged
+    // onto another tile swaps the two
+    this.body.draggable = true;
+    this.body.addEventListener("dragstart", ev => {
+      if (!this.channelId || ev.target.closest(".ptz-panel")) { ev.preventDefault(); return; }
+      ev.dataTransfer.setData(TILE_DRAG_TYPE, String(this.index));
+      ev.dataTransfer.effectAllowed = "move";
+    });
     this.el.addEventListener("dragover", ev => {
-      if (!ev.dataTransfer.types.includes(DRAG_TYPE)) return;
+      const types = ev.dataTransfer.types;
+      if (!types.includes(DRAG_TYPE) && !types.includes(TILE_DRAG_TYPE)) return;
       ev.preventDefault();
-      ev.dataTransfer.dropEffect = "copy";
+      ev.dataTransfer.dropEffect = types.includes(TILE_DRAG_TYPE) ? "move" : "copy";
       this.el.classList.add("drop");
     });
     this.el.addEventListener("dragleave", () => this.el.classList.remove("drop"));
     this.el.addEventListener("drop", ev => {
       this.el.classList.remove("drop");
+      const from = ev.dataTransfer.getData(TILE_DRAG_TYPE);
+      if (from !== "") {
+        ev.preventDefault();
+        if (Number(from) !== this.index) { this.wall.swap(Number(from), this.index); this.flash(); }
+        return;
+      }
       const key = ev.dataTransfer.getData(DRAG_TYPE);
       if (!key) return;
       ev.preventDefault();
@@ -580,6 +596,18 @@ export class LiveWall {
     this.save();
     if (this.tiles[index]) this.tiles[index].play(channelId);
     this.pageLabel.textContent = `页 Page ${this.page + 1}/${this.pages()}`;
+  }
+
+  // Two tiles of the page trade cameras (a tile dragged onto another); marks and pins stay
+  // with the cameras' tiles as they were, the wall is saved.
+  swap(a, b) {
+    const sa = this.slot(a), sb = this.slot(b);
+    const top = Math.max(sa, sb);
+    while (this.channels.length <= top) this.channels.push("");
+    [this.channels[sa], this.channels[sb]] = [this.channels[sb], this.channels[sa]];
+    [this.openedAt[a], this.openedAt[b]] = [this.openedAt[b], this.openedAt[a]];
+    this.save();
+    for (const i of [a, b]) if (this.tiles[i]) this.tiles[i].play(this.channels[this.slot(i)] || "");
   }
 
   // Put a camera on the wall: the tile that already shows it (turning to its page), else a

@@ -36,7 +36,6 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(length=20), nullable=False),
         sa.Column("channel_id", sa.String(length=20), nullable=False),
         sa.Column("node", sa.String(length=64), nullable=False),
-        sa.Column("expires_at", when, nullable=False),
         sa.Column("since", when, nullable=False),
         sa.PrimaryKeyConstraint("kind", "device_id", "channel_id"),
     )
