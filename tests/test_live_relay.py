@@ -102,3 +102,31 @@ async def test_track_yields_the_units_bytes_with_monotonic_timestamps() -> None:
     assert track.gaps == 1 and track.units == 4
     track.stop()
     assert sub.closed
+
+
+async def test_a_new_viewer_starts_from_the_cached_gop_at_once() -> None:
+    hub = FakeHub()
+    pool = RelayPool(lambda: hub, viewer_maxlen=64)
+    first = pool.attach(CAMERA, "first")
+    for i in range(1, 16):  # keyframes at 1 and 11: the GOP now is 11..15
+        hub.publish(CAMERA, unit(i, keyframe=i % 10 == 1))
+    await drain(pool)
+    late = pool.attach(CAMERA, "late")
+    got = [await late.get() for _ in range(late.pending())]
+    assert [u.data[-1] for u in got] == list(range(11, 16))  # no wait for the next keyframe
+    assert got[0].keyframe and not any(u.keyframe for u in got[1:])
+    # pressed together, ending at the newest unit's time: the next live unit keeps its pace
+    assert [u.pts for u in got] == [15 * 3600 - 4 + k for k in range(5)]
+    hub.publish(CAMERA, unit(16, False))
+    await drain(pool)
+    nxt = await late.get()
+    assert nxt.pts - got[-1].pts == 3600
+    # a gap empties the cache: the next viewer waits for a keyframe again
+    hub.publish(CAMERA, Gap(CHANNEL_ID, "packet-loss"))
+    await drain(pool)
+    fresh = pool.attach(CAMERA, "fresh")
+    assert fresh.pending() == 0
+    assert pool.stats()[0]["gop_starts"] == 1
+    for sub in (first, late, fresh):
+        sub.close()
+    await pool.release_idle()

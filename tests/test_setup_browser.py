@@ -358,7 +358,9 @@ def test_setup_draws_a_zone_that_raises_an_intrusion_then_statistics(
         "the intrusion alarm in the panel",
         timeout=5,
     )[0]
-    assert time.monotonic() - shown_at < 5
+    took = time.monotonic() - shown_at
+    print(f"intrusion alarm from the drawn zone in the panel {took:.2f} s after it was raised")
+    assert took < 2, took  # issue 15: within 2 s
     assert "区域入侵" in row.text, row.text
     # the new alarm's notice: one beep (the clicks above unlocked the audio), the badge and
     # the new row flash

@@ -4,7 +4,10 @@ The hub already fans out to its consumers; pulling once per channel here keeps
 the hub's consumer count (and its statistics) at one "live" consumer however
 many browsers watch, and lets the live service drop a viewer without touching
 the hub.  Each viewer gets its own bounded :class:`Subscription`, so a slow
-browser skips to the next keyframe without holding back the others.  With audio on,
+browser skips to the next keyframe without holding back the others.  A new viewer starts from
+the channel's current GOP (the last keyframe and what followed, as ZLMediaKit's 秒开), not at the
+next keyframe: those units go first, their timestamps pressed together so the browser shows the
+keyframe at once and catches up to live within the burst.  With audio on,
 the channel's one hub subscription takes the camera's audio too, and a viewer's
 audio track reads its own audio-only subscription.
 """
@@ -13,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import Any, Protocol
 
 from sip.channel_ref import ChannelRef
 from vms.logging import get_logger
-from vms.media.frames import AccessUnit, Gap, Subscription
+from vms.media.frames import AccessUnit, AudioUnit, Gap, Subscription
 
 log = get_logger("vms.live.relay")
+
+GOP_BYTES = 4 * 1024 * 1024  # a longer GOP than this is not cached: viewers wait a keyframe
 
 
 class Hub(Protocol):
@@ -41,6 +47,9 @@ class ChannelRelay:
         self.viewer_maxlen = viewer_maxlen
         self.viewers: set[Subscription] = set()
         self.units = 0
+        self.gop: list[AccessUnit] = []  # the last keyframe and the units after it
+        self._gop_bytes = 0
+        self.gop_starts = 0  # viewers started from the cached GOP
         name = f"live:{channel}"
         if audio:
             self._source = hub.subscribe(channel, name, maxlen=viewer_maxlen, audio=True)
@@ -59,8 +68,35 @@ class ChannelRelay:
             audio=audio,
             video=video,
         )
+        if video:
+            self._start_from_gop(sub)
         self.viewers.add(sub)
         return sub
+
+    def _start_from_gop(self, sub: Subscription) -> None:
+        """Hand a new viewer the current GOP, its units 1 tick apart ending at the newest
+        one's time: decoded at once, and the live units that follow keep their pace."""
+        gop = self.gop[: max(self.viewer_maxlen // 2, 1)]
+        if not gop or not gop[0].keyframe:
+            return
+        newest = gop[-1].pts
+        for i, unit in enumerate(gop):
+            sub.offer(dataclasses.replace(unit, pts=newest - (len(gop) - 1 - i)))
+        self.gop_starts += 1
+
+    def _remember(self, item: AccessUnit | Gap | Any) -> None:
+        if isinstance(item, Gap):
+            self.gop, self._gop_bytes = [], 0
+        elif isinstance(item, AccessUnit):
+            if item.keyframe:
+                self.gop, self._gop_bytes = [], 0
+            elif not self.gop:
+                return  # no keyframe yet: nothing a viewer could start from
+            self._gop_bytes += len(item.data)
+            if self._gop_bytes > GOP_BYTES or len(self.gop) >= self.viewer_maxlen // 2:
+                self.gop, self._gop_bytes = [], 0  # too long to hand over: next keyframe
+                return
+            self.gop.append(item)
 
     def _detach(self, sub: Subscription) -> None:
         self.viewers.discard(sub)
@@ -74,6 +110,8 @@ class ChannelRelay:
             async for item in self._source:
                 if isinstance(item, AccessUnit):
                     self.units += 1
+                if item.__class__ is not AudioUnit:
+                    self._remember(item)
                 for viewer in tuple(self.viewers):
                     viewer.offer(item)
         except asyncio.CancelledError:
@@ -96,6 +134,8 @@ class ChannelRelay:
             "channel_id": self.channel_id,
             "viewers": len(self.viewers),
             "units": self.units,
+            "gop_cached": len(self.gop),
+            "gop_starts": self.gop_starts,
             "dropped": sum(v.dropped for v in self.viewers),
         }
 

@@ -140,7 +140,8 @@ class Tile {
 
   showInfo() {
     const size = this.video.videoWidth ? `${this.video.videoWidth}×${this.video.videoHeight}` : "";
-    this.info.textContent = [size, this.stream].filter(Boolean).join(" · ");
+    const ttff = this.el.dataset.ttffMs ? `首帧 first frame ${this.el.dataset.ttffMs} ms` : "";
+    this.info.textContent = [size, this.stream, ttff].filter(Boolean).join(" · ");
   }
 
   // The hub's view of the camera (what arrives from the NVR): frame rate, bitrate, loss.
@@ -242,8 +243,24 @@ class Tile {
     this.lastFrameAt = 0;
     this.hubState = "";
     this.paintMark();
+    delete this.el.dataset.ttffMs;
     if (!channelId) { this.setStatus("idle"); this.status.textContent = "空闲 idle"; this.setHealth("idle"); return; }
+    this.watchFirstFrame(channelId);
     this.connect();
+  }
+
+  // Time to first frame: from the camera's choice to the first picture the browser shows
+  // (requestVideoFrameCallback; the first decoded frame where the browser lacks it), kept in
+  // data-ttff-ms and shown in the tile's info line.
+  watchFirstFrame(channelId) {
+    const started = performance.now();
+    const done = () => {
+      if (this.channelId !== channelId || this.el.dataset.ttffMs) return;
+      this.el.dataset.ttffMs = String(Math.round(performance.now() - started));
+      this.showInfo();
+    };
+    if (this.video.requestVideoFrameCallback) this.video.requestVideoFrameCallback(done);
+    else this.video.addEventListener("loadeddata", done, { once: true });
   }
 
   connect() {
