@@ -255,3 +255,35 @@ async def test_alarms_wait_in_the_spool_while_nats_is_away(tmp_path) -> None:
         await sender.close()
         await receiver.close()
         nats.stop()
+
+
+def test_table3_run_status_of_a_control_node_follows_the_leases(lease_db: Database) -> None:
+    from storage.models import Channel, Device
+    from vms.cluster.status import analysis_running
+
+    cam = CAMS[0]
+    with lease_db.session() as s:
+        device = Device(device_id=cam.device_id, name="NVR", online=True)
+        device.channels.append(
+            Channel(channel_id=cam.channel_id, name="c", analysis={"enabled": True, "rules": []})
+        )
+        s.add(device)
+    media = Registry(lease_db, "media-1", "media", "", 3)
+    analyzer = Registry(lease_db, "analyzer-1", "analyzer", "", 3)
+    with lease_db.session() as s:
+        assert analysis_running(s, 3) is False  # no analyzer host
+        media.heartbeat(s, {})
+        analyzer.heartbeat(s, {})
+    with lease_db.session() as s:
+        assert analysis_running(s, 3) is False  # the analysed camera is held by nobody
+        assert media.claim(s, "media", cam) and analyzer.claim(s, "analysis", cam)
+    with lease_db.session() as s:
+        assert analysis_running(s, 3) is True
+        assert analysis_running(s, 3, {"34020000001320000099"}) is True  # another site
+        s.execute(
+            update(ClusterNode)
+            .where(ClusterNode.name == "media-1")
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(seconds=10))
+        )
+    with lease_db.session() as s:
+        assert analysis_running(s, 3) is False  # its media node died: not analysing

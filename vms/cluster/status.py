@@ -65,3 +65,24 @@ def format_status(status: dict[str, Any]) -> str:
     u = status["unplaced"]
     lines.append(f"unplaced cameras: media {u['media']}, analysis {u['analysis']}")
     return "\n".join(lines)
+
+
+def analysis_running(s: Session, ttl_s: float, devices: set[str] | None = None) -> bool:
+    """Table 3's RUN_STATUS on a control node, whose analyzers run on other hosts: an analyzer
+    host is alive, and every analysed camera (of ``devices``, when given) is held by a live
+    analyzer host and pulled by a live media node."""
+    from vms.cluster.component import analysis_wanted
+
+    live = {n.name: n.role for n in list_nodes(s, timedelta(seconds=ttl_s)) if n.alive}
+    if "analyzer" not in live.values():
+        return False
+    lease = CameraLease
+    rows = s.execute(select(lease.kind, lease.device_id, lease.channel_id, lease.node))
+    holder = {(kind, d, c): node for kind, d, c, node in rows}
+    for cam in analysis_wanted(s):
+        if devices is not None and cam.device_id not in devices:
+            continue
+        for kind, role in (("analysis", "analyzer"), ("media", "media")):
+            if live.get(holder.get((kind, cam.device_id, cam.channel_id), "")) != role:
+                return False
+    return True

@@ -74,15 +74,23 @@ def _analysed_channels(pool: Any, media: Any) -> list[Any]:
     return list(channels()) if callable(channels) else []
 
 
-def run_status(services: Services, devices: set[str] | None = None) -> bool:
+def run_status(
+    services: Services, devices: set[str] | None = None, session: Session | None = None
+) -> bool:
     """RUN_STATUS: True when the analyzer pool runs and every stream it analyses is healthy.
 
     No analyzer pool → 0 (the device is not analysing).  The pool is unhealthy when its
     ``healthy()`` (or ``stats()["healthy"]``) says so; a stream when the hub has none for an
     analysed camera, reports ``healthy: False``, or its state is lost/closed.  With
-    ``devices`` (a site's device IDs) only that site's cameras count.
+    ``devices`` (a site's device IDs) only that site's cameras count.  On a clustered control
+    node (``session`` given) the cluster's leases decide instead.
     """
     pool = services.analyzers
+    if pool is None and services.cluster is not None and session is not None:
+        # a control node: the analyzers run on other hosts (vms.cluster), their leases say
+        from vms.cluster.status import analysis_running
+
+        return analysis_running(session, services.settings.cluster.lease_ttl_s, devices)
     if pool is None or _healthy(pool) is False:
         return False
     media = services.media
@@ -184,7 +192,7 @@ class UplinkScheduler:
                 ident.device_code,
                 outbox.now_utc(),
                 self.settings.server.timezone,
-                run_status(self.services, site_devices(session, ident.org_id)),
+                run_status(self.services, site_devices(session, ident.org_id), session),
             )
             outbox.enqueue(session, names, tables.TABLE3, f"table3-{ident.org_id}", payload)
             count += len(names)
