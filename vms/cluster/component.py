@@ -14,7 +14,6 @@ import contextlib
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +42,7 @@ log = get_logger("vms.cluster")
 # events after which the cameras to pull or analyse may differ (device online/offline, a
 # catalog, a camera's settings)
 WANTED_CHANGES = ("device.", "catalog", "channel.")
+RECEIVED_MAX = 1024
 
 
 def node_name(services: Services) -> str:
@@ -70,11 +70,14 @@ def analysed_channels(
     return rows
 
 
-def media_wanted(s: Session) -> list[ChannelRef]:
-    """What the media nodes must pull: cameras to record (schedules aside) and to analyse."""
+def media_wanted(s: Session, analysed: set[ChannelRef] | None = None) -> list[ChannelRef]:
+    """What the media nodes must pull: cameras to record (schedules aside) and to analyse
+    (``analysed``: those of online devices, when the caller has read them already)."""
     from vms.recording.recorder import Recorder
 
-    wanted = set(Recorder.eligible_channels(s)) | set(analysed_channels(s, online_only=True))
+    if analysed is None:
+        analysed = set(analysed_channels(s, online_only=True))
+    wanted = set(Recorder.eligible_channels(s)) | analysed
     return sorted(c for c in wanted if ids.is_gb_id(c.device_id))
 
 
@@ -107,7 +110,9 @@ class EventBridge:
         self.services = services
         self.node = node
         self.on_remote = on_remote  # told the kind of each event from another node
-        self._received: deque[int] = deque(maxlen=256)  # ids of events we republished
+        # events we republished, by id, until our forwarder sees them: held, so the id
+        # cannot be reused by a new local event meanwhile
+        self._received: dict[int, Event] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -121,7 +126,7 @@ class EventBridge:
             ready.set()
             while True:
                 event: Event = await queue.get()
-                if id(event) in self._received:
+                if self._received.pop(id(event), None) is event:
                     continue
                 payload = {"node": self.node, "kind": event.kind, "data": event.data}
                 with contextlib.suppress(Exception):
@@ -133,7 +138,9 @@ class EventBridge:
         data = value.get("data") if isinstance(value.get("data"), dict) else {}
         kind = str(value.get("kind"))
         event = self.services.events.publish(kind, **data)
-        self._received.append(id(event))
+        self._received[id(event)] = event
+        if len(self._received) > RECEIVED_MAX:  # the forwarder's queue dropped some: forget
+            del self._received[next(iter(self._received))]
         self.on_remote(kind)
 
     async def stop(self) -> None:
@@ -162,6 +169,7 @@ class ClusterNode:
         self.publisher: FramePublisher | None = None
         self.remote_sip: RemoteSip | None = None
         self.live_gateway: LiveGateway | None = None
+        self._analysed: set[ChannelRef] = set()  # a media node's analysed cameras (online)
         self._loop: asyncio.Task[None] | None = None
         self.rounds = 0
         self._beat_ok = time.monotonic()  # the last heartbeat the database took
@@ -193,7 +201,7 @@ class ClusterNode:
             await self.remote_sip.start()
             s.sip = self.remote_sip  # type: ignore[assignment]
             self.placement.keepers["media"] = LeaseKeeper(
-                self.registry, "media", "media", media_wanted, self._media_changed
+                self.registry, "media", "media", self._media_wanted, self._media_changed
             )
         elif self.role == "analyzer":
             await self.bus.ensure_alarm_stream()
@@ -298,14 +306,19 @@ class ClusterNode:
             recorder.wake()
         await self._sync_publisher()
 
+    def _media_wanted(self, s: Session) -> list[ChannelRef]:
+        """:func:`media_wanted`, remembering which cameras are analysed: the publisher's
+        set, read with the leases' wanted cameras instead of again every heartbeat."""
+        self._analysed = set(analysed_channels(s, online_only=True))
+        return media_wanted(s, self._analysed)
+
     async def _sync_publisher(self) -> None:
         media = self.services.media
         if media is None:
             return
         if self.publisher is None:
             self.publisher = FramePublisher(self.bus, media)
-        analysed = set(await self.services.db.run(lambda s: analysed_channels(s, online_only=True)))
-        self.publisher.sync(self.placement.held("media") & analysed)
+        self.publisher.sync(self.placement.held("media") & self._analysed)
 
     # --- analyzer role -------------------------------------------------------------
 
